@@ -1,0 +1,5 @@
+"""``python -m scalecalc``."""
+
+from scalecalc.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""One exception hierarchy for the core; the CLI turns it into ``Error: ...`` and an exit code.
+
+Every message names the option or file at fault and says how to fix it, because the CLI prints
+it verbatim as a single line on stderr.
+"""
+
+from __future__ import annotations
+
+import difflib
+from enum import IntEnum
+from typing import Iterable
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (documented in the README and the man page)."""
+
+    OK = 0
+    FAILURE = 1  # a valid request that could not be carried out (bad data, infeasible target)
+    USAGE = 2  # the command line or an input file is malformed
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class ScalecalcError(Exception):
+    """Base class: a user-facing failure with a one-line message."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class UsageError(ScalecalcError):
+    """A malformed option value, a conflicting or missing option."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnknownName(UsageError):
+    """An unknown law, GPU, convention or other named choice."""
+
+    def __init__(self, kind: str, name: str, valid: Iterable[str], option: str):
+        valid = sorted(valid)
+        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"choose from {', '.join(valid)}"
+        super().__init__(f"{option}: unknown {kind} {name!r}; {hint}")
+        self.name, self.valid, self.close = name, valid, close
+
+
+class LawFileError(UsageError):
+    """A law file that is malformed or uses a construct outside the formula whitelist."""
+
+
+class InfeasibleTarget(ScalecalcError):
+    """A target the law cannot reach (a loss at or below its floor, a budget too small)."""
+
+
+class DataError(ScalecalcError):
+    """Input data (runs CSV, corpus, store) that is missing, empty or invalid."""
+
+
+class NotEnoughData(DataError):
+    """Too few points or runs to fit the requested form."""
+
+
+class RecipeError(UsageError):
+    """A calibration recipe with invalid, missing or unknown keys (all listed at once)."""
+
+
+class StoreError(ScalecalcError):
+    """A results store that cannot be opened or belongs to another version."""
+
+
+class MissingDependency(ScalecalcError):
+    """An optional extra (torch, matplotlib) is needed but not installed."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or raise :class:`MissingDependency` naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependency(
+            f"{module} is not installed; install it with: pip install 'scalecalc[{extra}]'"
+        ) from None
