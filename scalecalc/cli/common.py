@@ -120,13 +120,17 @@ def print_table(rows, columns, *, title=None, caption=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAVY, title_justify="left",
-                  caption_justify="left")
+    console = Console()
+    if title:
+        console.print(title, highlight=False, markup=False)
+    table = Table(box=box.SIMPLE_HEAVY)
     for col in columns:
         table.add_column(col.header, justify=col.justify, overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row, col) for col in columns))
-    Console().print(table)
+    console.print(table)
+    if caption:
+        console.print(caption, highlight=False, markup=False, style="dim")
 
 
 def _cell(row: dict, col: Column) -> str:

@@ -1,0 +1,306 @@
+"""``scalecalc plan``, ``compare``, ``laws`` and ``formula``: the planning commands.
+
+Each command builds its inputs, calls one core function and renders the result. Only numpy,
+yaml and the law engine are imported on the path of a plain ``plan`` query (sympy only for
+``formula``, matplotlib only for ``--plot``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from scalecalc.cli import app
+from scalecalc.cli.common import Column, FormatOption, JsonOption, OutputFormat, emit, resolve_format
+from scalecalc.errors import UsageError
+from scalecalc.quantities import format_count, format_sci
+
+Many = Optional[list[str]]
+LawOption = Annotated[str, typer.Option("--law", "-l", help="Built-in law name or a law YAML file (see `scalecalc laws`).")]
+FlopsOption = Annotated[Optional[str], typer.Option("--flops", help="FLOP convention to plan under (default: the law's own): 6nd, kaplan, head, attention, deepseek, chinchilla-f, chinchilla-f-a4, llama3.")]
+VocabOption = Annotated[Optional[int], typer.Option("--vocab", min=1, help="Vocabulary size for shape-aware conventions (default: the law's).")]
+SeqOption = Annotated[Optional[int], typer.Option("--seq-len", min=1, help="Sequence length for shape-aware conventions (default: the law's).")]
+AspectOption = Annotated[Optional[float], typer.Option("--aspect-ratio", help="d_model / n_layer of the shape rule (default 128, or the law's).")]
+UniqueOption = Annotated[Optional[str], typer.Option("--unique-tokens", help="Unique tokens available (data-constrained planning, e.g. 500B).")]
+
+
+def _fmt_count(v) -> str:
+    return format_count(v)
+
+
+def _fmt_ci(v) -> str:
+    return f"{format_count(v[0])}–{format_count(v[1])}" if v and None not in v else "-"
+
+
+def _fmt_loss(v) -> str:
+    return f"{v:.4f}"
+
+
+def _fmt_ratio(v) -> str:
+    return f"{v:.1f}"
+
+
+PLAN_COLUMNS = [
+    Column("Compute (FLOPs)", "compute", format_sci),
+    Column("N*", "params", _fmt_count),
+    Column("D* (tokens)", "tokens", _fmt_count),
+    Column("D/N", "tokens_per_param", _fmt_ratio),
+    Column("Loss", "loss", _fmt_loss),
+]
+
+
+def _rule(law, vocab, seq_len, aspect):
+    from scalecalc import flops
+
+    shape = dict(law.shape)
+    base = flops.ShapeRule()
+    return flops.ShapeRule(
+        aspect_ratio=float(aspect or shape.get("aspect_ratio", base.aspect_ratio)),
+        vocab=int(vocab or shape.get("vocab", base.vocab)),
+        seq_len=int(seq_len or shape.get("seq_len", base.seq_len)),
+    )
+
+
+def _budget(compute, params, tokens, loss, gpu_hours, usd, ratio, hw) -> tuple[str, "object"]:
+    """Which query the options ask for, and its values; exactly one budget option is allowed."""
+    import numpy as np
+
+    from scalecalc.quantities import parse_values
+
+    given = {k: v for k, v in (("--compute", compute), ("--params", params), ("--tokens", tokens),
+                               ("--loss", loss), ("--gpu-hours", gpu_hours), ("--usd", usd)) if v}
+    if len(given) > 1:
+        raise UsageError(f"use just one budget option, not {' and '.join(given)}")
+    if not given:
+        raise UsageError("give a budget: --compute 1e24, --params 70B, --tokens 1.4T, --loss 2.1, --gpu-hours or --usd (with --gpu)")
+    option, texts = next(iter(given.items()))
+    if ratio is not None and option not in ("--compute", "--gpu-hours", "--usd"):
+        raise UsageError(f"--tokens-per-param fixes D/N and needs a compute budget (--compute, --gpu-hours or --usd), not {option}")
+    if option == "--loss":
+        from scalecalc.quantities import parse_number
+
+        return "loss", np.asarray([parse_number(t, "--loss") for t in texts])
+    values = parse_values(texts, option)
+    if option in ("--gpu-hours", "--usd"):
+        values = _hardware_compute(option, values, hw)
+    kind = {"--compute": "compute", "--params": "params", "--tokens": "tokens"}.get(option, "compute")
+    return ("ratio" if ratio is not None else kind), values
+
+
+def _hardware_compute(option, values, hw):
+    from scalecalc import hardware
+
+    if not hw["gpu"]:
+        raise UsageError(f"{option} needs --gpu NAME to convert time or money into FLOPs (see the GPU catalog in `scalecalc plan --help`)")
+    gpu = hardware.get_gpu(hw["gpu"])
+    key = "gpu_hours" if option == "--gpu-hours" else "usd"
+    return hardware.budget_flops(gpu, **{key: values}, usd_per_gpu_hour=hw["price"], mfu=hw["mfu"], dtype=hw["dtype"])
+
+
+@app.command("plan")
+def plan_command(
+    compute: Annotated[Many, typer.Option("--compute", "-c", help="Compute budget in FLOPs (repeat, a log range 1e20:1e26:13, or - for stdin).")] = None,
+    params: Annotated[Many, typer.Option("--params", "-n", help="Model size N: the budget at which it is optimal, and its tokens.")] = None,
+    tokens: Annotated[Many, typer.Option("--tokens", "-d", help="Token count D: the budget at which it is optimal, and the model size.")] = None,
+    loss: Annotated[Many, typer.Option("--loss", help="Target loss (nats/token): the least compute that reaches it.")] = None,
+    tokens_per_param: Annotated[Optional[float], typer.Option("--tokens-per-param", help="Fix D/N (over-training) at the compute budget; reports the loss penalty.")] = None,
+    gpu_hours: Annotated[Many, typer.Option("--gpu-hours", help="Budget in GPU-hours (needs --gpu).")] = None,
+    usd: Annotated[Many, typer.Option("--usd", help="Budget in US dollars (needs --gpu; price from --usd-per-gpu-hour or the catalog).")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU from the catalog (A100, H100-SXM, H100-PCIe, H200, B200, MI300X, L40S, RTX4090, ...).")] = None,
+    mfu: Annotated[float, typer.Option("--mfu", min=1e-6, max=1.0, help="Model FLOPs utilisation for time and cost.")] = 0.4,
+    usd_per_gpu_hour: Annotated[Optional[float], typer.Option("--usd-per-gpu-hour", help="Price per GPU-hour (default: the catalog's assumption).")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="Peak-throughput dtype for the GPU (bf16, fp16, fp8, tf32, fp32).")] = "bf16",
+    law: LawOption = "besiroglu2024",
+    flops: FlopsOption = None,
+    unique_tokens: UniqueOption = None,
+    vocab: VocabOption = None,
+    seq_len: SeqOption = None,
+    aspect_ratio: AspectOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan compute-optimal N and D (and the loss) for one or many budgets.
+
+    Example:
+
+        scalecalc plan --compute 1e24
+        scalecalc plan --compute 1e20:1e26:7 --law hoffmann2022-a3 --json
+        scalecalc plan --params 70B --law llama3
+    """
+    from scalecalc.laws import load_law
+    from scalecalc.planner import Query, plan
+    from scalecalc.quantities import parse_number
+
+    law_obj = load_law(law)
+    hw = {"gpu": gpu, "mfu": mfu, "price": usd_per_gpu_hour, "dtype": dtype}
+    kind, values = _budget(compute, params, tokens, loss, gpu_hours, usd, tokens_per_param, hw)
+    query = Query(
+        kind=kind, values=values, tokens_per_param=tokens_per_param, flops=flops,
+        unique_tokens=parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None,
+        shape_rule=_rule(law_obj, vocab, seq_len, aspect_ratio),
+    )
+    result = plan(law_obj, query)
+    _render_plan(result, resolve_format(fmt, as_json))
+
+
+def _render_plan(result, fmt: OutputFormat) -> None:
+    rows = result.rows()
+    columns = list(PLAN_COLUMNS)
+    if result.params_ci is not None:
+        columns.insert(2, Column("N* 95% CI", "params_ci", _fmt_ci))
+    if result.loss_ci is not None:
+        columns.append(Column("Loss 95% CI", "loss_ci", lambda v: f"{v[0]:.4f}–{v[1]:.4f}"))
+    if result.query.kind == "ratio" and result.loss_optimal is not None:
+        columns += [Column("Optimal loss", "loss_optimal", _fmt_loss),
+                    Column("Compute overhead", "compute_overhead", lambda v: f"{v:.3f}x")]
+    law = result.law
+    convention_note = "" if result.convention == law.flops else f" (law fitted under {law.flops})"
+    kind = rows[0]["params_kind"].replace("_", "-") if rows else law.params_kind
+    title = f"{law.name}: {law.title}\nFLOP convention: {result.convention}{convention_note}; N counts {kind} parameters"
+    warnings = [w for row in rows for w in row["warnings"]]
+    emit(rows, columns, fmt, title=title, caption=f"Source: {law.source}", warnings=warnings)
+
+
+COMPARE_COLUMNS = [
+    Column("Law", "law", str, "left"),
+    Column("FLOPs conv.", "flops_convention", str, "left"),
+    Column("N*", "params", _fmt_count),
+    Column("D* (tokens)", "tokens", _fmt_count),
+    Column("D/N", "tokens_per_param", _fmt_ratio),
+    Column("Loss", "loss", _fmt_loss),
+]
+
+
+@app.command("compare")
+def compare_command(
+    compute: Annotated[list[str], typer.Option("--compute", "-c", help="Compute budget(s) in FLOPs (repeat, a range a:b:n, or -).")],
+    laws: Annotated[Optional[str], typer.Option("--laws", help="Comma-separated law names or files (default: every built-in law).")] = None,
+    path: Annotated[Optional[str], typer.Option("--path", help="Show a correction path instead: 'porian' (Porian et al. 2024).")] = None,
+    unique_tokens: UniqueOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan the same budget under every law, side by side, with the spread between them.
+
+    Example:
+
+        scalecalc compare --compute 1e24
+        scalecalc compare --compute 1e24 --laws kaplan2020,besiroglu2024,porian2024
+        scalecalc compare --compute 5.88e23 --path porian
+    """
+    from scalecalc.compare import compare, correction_path
+    from scalecalc.quantities import parse_number, parse_values
+
+    budgets = parse_values(compute, "--compute")
+    fmt = resolve_format(fmt, as_json)
+    if path is not None:
+        result = correction_path(path, budgets)
+        _render_path(result, fmt)
+        return
+    names = [n.strip() for n in laws.split(",") if n.strip()] if laws else None
+    u = parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None
+    result = compare(budgets, names, unique_tokens=u)
+    _render_compare(result, fmt)
+
+
+def _render_compare(result, fmt: OutputFormat) -> None:
+    from scalecalc.cli.common import dumps_csv, dumps_json, print_table, print_warnings
+
+    if fmt is OutputFormat.json:
+        sys.stdout.write(dumps_json(result.to_dict()) + "\n")
+        return
+    if fmt is OutputFormat.csv:
+        sys.stdout.write(dumps_csv(result.rows))
+        return
+    for budget, spread in zip(result.budgets, result.spreads):
+        rows = [r for r in result.rows if r["compute"] == budget]
+        caption = (f"Spread (max/min across laws): N* {spread['params_ratio']:.2f}x "
+                   f"({spread['params_min_law']} to {spread['params_max_law']}), "
+                   f"D* {spread['tokens_ratio']:.2f}x, D/N {spread['tokens_per_param_ratio']:.2f}x")
+        print_table(rows, COMPARE_COLUMNS, title=f"Compute budget {format_sci(budget)} FLOPs", caption=caption)
+    if result.skipped:
+        print_warnings(result.skipped)
+
+
+def _render_path(result, fmt: OutputFormat) -> None:
+    columns = [
+        Column("Step", "step", str, "left"),
+        Column("a", "a", lambda v: f"{v:.3f}"),
+        Column("95% CI", "ci", lambda v: f"{v[0]:.3f}–{v[1]:.3f}"),
+        Column("N* at budget", "params", _fmt_count),
+        Column("Compute (FLOPs)", "compute", format_sci),
+    ]
+    emit(result["rows"], columns, fmt, title=result["title"], caption=result["source"], single=False)
+
+
+LAWS_COLUMNS = [
+    Column("Law", "name", str, "left"),
+    Column("Form", "form", str, "left"),
+    Column("a", "exponent_a", lambda v: f"{v:.3f}"),
+    Column("D/N @1e24", "tokens_per_param_1e24", _fmt_ratio),
+    Column("FLOPs", "flops_convention", str, "left"),
+    Column("Fitted compute", "fitted_compute", lambda v: f"{format_sci(v[0], 2)}–{format_sci(v[1], 2)}", "left"),
+    Column("Source", "source", str, "left"),
+]
+
+
+@app.command("laws")
+def laws_command(fmt: FormatOption = OutputFormat.table, as_json: JsonOption = False) -> None:
+    """List the built-in laws: form, compute-optimal exponent a, D/N at 1e24 FLOPs, source, range.
+
+    Example:
+
+        scalecalc laws
+        scalecalc laws --json | jq '.[].name'
+    """
+    from scalecalc.compare import law_summaries
+
+    emit(law_summaries(), LAWS_COLUMNS, resolve_format(fmt, as_json),
+         title="Built-in scaling laws (default: besiroglu2024)", single=False)
+
+
+@app.command("formula")
+def formula_command(
+    law: Annotated[str, typer.Argument(help="Built-in law name or a law YAML file.")],
+    latex: Annotated[bool, typer.Option("--latex", help="Print LaTeX instead of unicode.")] = False,
+    fmt: FormatOption = OutputFormat.table,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a law symbolically (sympy), its FLOP constraint and the derived optimum N*(C), D*(C).
+
+    Example:
+
+        scalecalc formula besiroglu2024
+        scalecalc formula hoffmann2022-a3 --latex
+    """
+    from scalecalc.formula import describe
+    from scalecalc.laws import load_law
+
+    info = describe(load_law(law, "LAW"), latex=latex)
+    if resolve_format(fmt, as_json) is not OutputFormat.table:
+        from scalecalc.cli.common import dumps_json
+
+        sys.stdout.write(dumps_json(info) + "\n")
+        return
+    _print_formula(info)
+
+
+def _print_formula(info: dict) -> None:
+    out = [f"{info['law']}: {info['title']}", f"Source: {info['source']}", ""]
+    for name, text in info["definitions"].items():
+        out += [text, ""]
+    for key, text in info["formulas"].items():
+        out += [f"{key}:", text["symbolic"], "", "with the law's constants:", text["numeric"], ""]
+    out += [f"FLOP constraint: {info['constraint']}", ""]
+    opt = info["optimum"]
+    if opt:
+        out += ["Compute-optimal allocation (minimise L subject to the constraint):", opt["params"], "",
+                opt["tokens"], ""]
+        out += [x for x in (opt.get("a"), opt.get("b")) if x] + [""]
+        out += ["with the law's constants:", opt["params_numeric"], "", opt["tokens_numeric"], ""]
+        out += [x for x in (opt.get("a_numeric"), opt.get("b_numeric")) if x]
+    else:
+        out.append(info.get("note", ""))
+    sys.stdout.write("\n".join(out).rstrip() + "\n")

@@ -1,0 +1,390 @@
+"""Compute-optimal allocations: budgets in, N*, D*, loss out (pure; no printing).
+
+``plan(law, query)`` answers every query kind of the CLI for a whole array of budgets at once:
+
+- ``compute``: N*(C), D*(C) minimising the law's loss L(N, D) subject to C = FLOPs/token(N) * D
+  under the chosen FLOP convention (closed form for the Chinchilla form with C = kND, Hoffmann
+  et al. 2022 eq. 4; numerically otherwise), or read from an allocation law (N*(C) or D*(C)).
+- ``params`` / ``tokens``: the budget at which a given N (or D) is compute-optimal.
+- ``loss``: the least compute that reaches a target loss (refused at or below the law's floor).
+- ``ratio``: a chosen tokens-per-parameter ratio at a budget, with its loss penalty.
+
+Derivations are in docs/math.md; sympy checks the closed forms in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from scalecalc import flops as flopslib
+from scalecalc import solve
+from scalecalc.errors import InfeasibleTarget, UsageError
+from scalecalc.laws import Law
+
+__all__ = ["Query", "Plan", "plan", "QUERY_KINDS"]
+
+QUERY_KINDS = ("compute", "params", "tokens", "loss", "ratio")
+_LOG_C = (math.log(1e6), math.log(1e45))  # FLOPs searched when inverting a frontier
+_LINEAR = {"6nd": 6.0, "llama3": 5.711}  # conventions with FLOPs/token = k N (REFERENCE §9)
+_NEAR_FLOOR = 0.02  # warn when the target loss is within 2% of the law's floor
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to plan: ``kind`` in QUERY_KINDS and its values (FLOPs, params, tokens or nats).
+
+    ``compute`` holds the budgets for a ``ratio`` query; ``unique_tokens`` is U for
+    data-constrained laws; ``flops`` overrides the law's own FLOP convention.
+    """
+
+    kind: str
+    values: np.ndarray
+    tokens_per_param: float | None = None
+    unique_tokens: float | None = None
+    flops: str | None = None
+    shape_rule: Any = None  # flops.ShapeRule; None -> the law's shape defaults
+    intervals: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The answer for every budget of a query (arrays share one length).
+
+    Attributes
+    ----------
+    compute : FLOPs under ``convention``; params : N as the law counts it (``params_kind``);
+    tokens : D; tokens_per_param : D/N; loss : nats/token (NaN where the law defines none);
+    flops_per_token : training FLOPs per token of the planned model under ``convention``;
+    params_ci, tokens_ci, loss_ci : (n, 2) 95% bootstrap intervals, or None;
+    loss_optimal, compute_overhead : for ``ratio`` queries, the optimum's loss at the same budget
+    and the compute the chosen ratio costs relative to an optimal model of the same loss.
+    warnings : per row, the warnings that apply to it.
+    """
+
+    law: Law
+    query: Query
+    convention: str
+    method: str
+    compute: np.ndarray
+    params: np.ndarray
+    tokens: np.ndarray
+    loss: np.ndarray
+    flops_per_token: np.ndarray
+    warnings: tuple[tuple[str, ...], ...]
+    params_ci: np.ndarray | None = None
+    tokens_ci: np.ndarray | None = None
+    loss_ci: np.ndarray | None = None
+    loss_optimal: np.ndarray | None = None
+    compute_overhead: np.ndarray | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_param(self) -> np.ndarray:
+        return self.tokens / self.params
+
+    def __len__(self) -> int:
+        return len(self.compute)
+
+    def rows(self) -> list[dict]:
+        """One dict per budget with the stable JSON keys (README "JSON keys")."""
+        cols = {
+            "compute": self.compute, "params": self.params, "tokens": self.tokens,
+            "tokens_per_param": self.tokens_per_param, "loss": self.loss,
+            "flops_per_token": self.flops_per_token,
+        }
+        lists = {k: v.tolist() for k, v in cols.items()}
+        optional = {
+            "params_ci": self.params_ci, "tokens_ci": self.tokens_ci, "loss_ci": self.loss_ci,
+            "loss_optimal": self.loss_optimal, "compute_overhead": self.compute_overhead,
+        }
+        optional = {k: v.tolist() for k, v in optional.items() if v is not None}
+        out = []
+        for i in range(len(self)):
+            row = {"law": self.law.name, "flops_convention": self.convention, "query": self.query.kind}
+            row.update({k: _finite(v[i]) for k, v in lists.items()})
+            row["params_kind"] = _reported_kind(self.law)
+            row.update({k: _finite(v[i]) for k, v in optional.items()})
+            row["warnings"] = list(self.warnings[i])
+            out.append(row)
+        return out
+
+
+def _reported_kind(law: Law) -> str:
+    return "non_embedding" if law.params_kind == "flops_per_token" else law.params_kind
+
+
+def _finite(value):
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value if value is None or math.isfinite(value) else None
+
+
+def plan(law: Law, query: Query) -> Plan:
+    """Plan ``query`` under ``law``; see the module docstring for the query kinds."""
+    if query.kind not in QUERY_KINDS:
+        raise UsageError(f"unknown query kind {query.kind!r}")
+    values = np.atleast_1d(np.asarray(query.values, dtype=float))
+    model = _Model(law, query)
+    result = _solve(model, query.kind, values, law.constants, query)
+    ci = _intervals(model, query, values) if query.intervals and law.bootstrap else {}
+    warnings = _warnings(model, query, result)
+    if law.params_kind == "flops_per_token":
+        # DeepSeek's law is on M = FLOPs/token; report the non-embedding N of the shape with that M.
+        result["params"] = model.counts(result["flops_per_token"])["non_embedding"]
+        ci.pop("params_ci", None)
+    return Plan(law=law, query=query, convention=model.convention, method=model.method,
+                warnings=warnings, extra={"shape_rule": model.rule}, **result, **ci)
+
+
+# ---------------------------------------------------------------------------------------------
+# The law under a FLOP convention
+
+
+class _Model:
+    """A law bound to a FLOP convention and a shape rule: N -> FLOPs/token, and the optimum."""
+
+    def __init__(self, law: Law, query: Query):
+        self.law = law
+        self.convention = flopslib.get_convention(query.flops or law.flops, "--flops").name
+        self.rule = query.shape_rule or _default_rule(law)
+        self.k = _LINEAR.get(self.convention) if law.params_kind != "flops_per_token" else None
+        if law.params_kind == "flops_per_token" and self.convention == "deepseek":
+            self.k = 1.0  # DeepSeek's M is FLOPs/token itself: C = M D
+        self.variables = {"U": query.unique_tokens} if query.unique_tokens else {}
+        missing = [v for v in law.requires if v not in self.variables]
+        if missing:
+            raise UsageError(f"--law {law.name}: this law needs --unique-tokens (U, the number of unique tokens available)")
+        self.closed = law.form == "chinchilla" and law.loss is not None and self.k is not None and not law.define
+        allocation = law.params is not None or law.tokens is not None
+        self.method = "allocation" if allocation else ("closed-form" if self.closed else "numeric")
+
+    # -- FLOPs per token ---------------------------------------------------------------------
+    def flops_per_token(self, n: np.ndarray) -> np.ndarray:
+        """Training FLOPs per token of a model with N = n (as the law counts N)."""
+        if self.k is not None:
+            return self.k * n
+        return flopslib.flops_per_token(self.counts(n), self.convention, self._kind())
+
+    def counts(self, n: np.ndarray) -> dict:
+        return flopslib.width_counts(self.width(n), self.rule)
+
+    def width(self, n: np.ndarray) -> np.ndarray:
+        if self.law.params_kind == "flops_per_token":  # invert DeepSeek's M(d_model)
+            m = lambda x: np.log(flopslib.flops_per_token(flopslib.width_counts(np.exp(x), self.rule), "deepseek", "non_embedding"))
+            return np.exp(solve.bisect_increasing(m, np.log(n), math.log(1.0), math.log(1e7)))
+        return flopslib.width_for_params(np.asarray(n, dtype=float), self.law.params_kind, self.rule)
+
+    def _kind(self) -> str:
+        return "non_embedding" if self.law.params_kind == "flops_per_token" else self.law.params_kind
+
+    def params_for(self, n: np.ndarray) -> dict:
+        """Parameter counts of the continuous shape behind n (for reporting)."""
+        return self.counts(n)
+
+    # -- the law's formulas ------------------------------------------------------------------
+    def loss(self, n, d, constants) -> np.ndarray:
+        if self.law.loss is None:
+            return np.full(np.broadcast(n, d).shape, np.nan)
+        return self.law.evaluate("loss", constants, N=n, D=d, **self.variables)
+
+    def optimum(self, c: np.ndarray, constants) -> tuple[np.ndarray, np.ndarray]:
+        """(N*, D*) at compute c under this convention."""
+        law = self.law
+        if law.params is not None:
+            n = law.evaluate("params", constants, C=c)
+            return n, c / self.flops_per_token(n)
+        if law.tokens is not None:
+            d = law.evaluate("tokens", constants, C=c)
+            return self._params_for_flops_per_token(c / d), d
+        if self.closed:
+            n = _chinchilla_params(constants, c / self.k)
+            return n, c / (self.k * n)
+        return self._numeric_optimum(c, constants)
+
+    def _params_for_flops_per_token(self, f: np.ndarray) -> np.ndarray:
+        if self.k is not None:
+            return f / self.k
+        g = lambda x: np.log(self.flops_per_token(np.exp(x)))
+        return np.exp(solve.bisect_increasing(g, np.log(f), math.log(1.0), math.log(1e16)))
+
+    def _numeric_optimum(self, c, constants):
+        c = np.asarray(c, dtype=float)
+        if self.k is not None:  # search over ln N
+            n_of = np.exp
+        else:  # search over ln d_model: N and FLOPs/token are explicit in the width
+            n_of = lambda x: self._counts_n(np.exp(x))
+        def objective(x):
+            n = n_of(x)
+            return self.loss(n, c / self.flops_per_token(n), constants)
+        lo, hi = self._bracket(c)
+        x = solve.minimize(objective, lo, hi)
+        n = n_of(x)
+        return n, c / self.flops_per_token(n)
+
+    def _counts_n(self, d):
+        return flopslib.width_counts(d, self.rule)[self._kind()]
+
+    def _bracket(self, c):
+        """Search range: from a 1e3-parameter model to one trained on a single token per 10 params."""
+        lo_n, hi_n = np.full_like(c, 1e3), np.maximum(np.sqrt(c / 0.6), 1e4)
+        if self.k is not None:
+            return np.log(lo_n), np.log(hi_n)
+        return np.log(self.width(lo_n)), np.log(self.width(hi_n))
+
+
+def _chinchilla_params(constants, c_over_k):
+    """Hoffmann et al. 2022 eq. 4: N* = G (C/k)^a, G = (alpha A / (beta B))^(1/(alpha+beta))."""
+    A, B, alpha, beta = (constants[k] for k in ("A", "B", "alpha", "beta"))
+    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    return G * c_over_k ** (beta / (alpha + beta))
+
+
+def _default_rule(law: Law):
+    shape = dict(law.shape)
+    return flopslib.ShapeRule(
+        aspect_ratio=float(shape.get("aspect_ratio", flopslib.ShapeRule().aspect_ratio)),
+        vocab=int(shape.get("vocab", flopslib.ShapeRule().vocab)),
+        seq_len=int(shape.get("seq_len", flopslib.ShapeRule().seq_len)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+
+
+def _solve(model: _Model, kind: str, values: np.ndarray, constants, query: Query) -> dict:
+    if kind == "compute":
+        c = values
+    elif kind == "params":
+        c = _invert_frontier(model, constants, values, lambda n, d: n, "--params")
+    elif kind == "tokens":
+        c = _invert_frontier(model, constants, values, lambda n, d: d, "--tokens")
+    elif kind == "loss":
+        c = _compute_for_loss(model, constants, values)
+    else:
+        return _ratio(model, constants, values, query.tokens_per_param)
+    n, d = model.optimum(c, constants)
+    return {"compute": c, "params": n, "tokens": d, "loss": model.loss(n, d, constants),
+            "flops_per_token": model.flops_per_token(n)}
+
+
+def _invert_frontier(model, constants, target, pick, option) -> np.ndarray:
+    """The budget C at which the optimal N (or D) equals ``target`` (monotone in C)."""
+    f = lambda x: np.log(pick(*model.optimum(np.exp(x), constants)))
+    x = solve.solve_monotone(f, np.log(target), *_LOG_C)
+    if np.any(np.isnan(x)):
+        raise InfeasibleTarget(f"{option}: value outside what law {model.law.name} can reach between 1e6 and 1e45 FLOPs")
+    return np.exp(x)
+
+
+def _floor(model, constants) -> float:
+    if "E" in constants and model.law.form in ("chinchilla", "data-constrained"):
+        return float(constants["E"])
+    n, d = model.optimum(np.array([1e60]), constants)
+    return float(model.loss(n, d, constants)[0])
+
+
+def _compute_for_loss(model, constants, target) -> np.ndarray:
+    law = model.law
+    if law.loss is None:
+        raise UsageError(f"--loss: law {law.name} defines no loss; choose a law with L(N, D) (see `scalecalc laws`)")
+    floor = _floor(model, constants)
+    low = target[target <= floor]
+    if low.size:
+        raise InfeasibleTarget(
+            f"--loss: {low[0]:g} is at or below the floor of law {law.name} ({floor:.4g} nats/token, "
+            f"reached only with infinite compute); choose a loss above {floor:.4g}"
+        )
+    f = lambda x: -np.log(model.loss(*model.optimum(np.exp(x), constants), constants))
+    x = solve.bisect_increasing(f, -np.log(target), *_LOG_C)
+    if np.any(np.isnan(x)):
+        raise InfeasibleTarget(f"--loss: target above what law {law.name} predicts at 1e6 FLOPs; choose a lower loss")
+    return np.exp(x)
+
+
+def _ratio(model, constants, c, ratio) -> dict:
+    """N, D with D/N = ratio spending C exactly; the loss penalty against the optimum."""
+    if ratio is None or not ratio > 0:
+        raise UsageError("--tokens-per-param must be a positive number (e.g. 20)")
+    g = lambda x: np.log(model.flops_per_token(np.exp(x)) * ratio * np.exp(x))
+    n = np.exp(solve.bisect_increasing(g, np.log(c), math.log(1.0), math.log(1e20)))
+    d = ratio * n
+    loss = model.loss(n, d, constants)
+    out = {"compute": c, "params": n, "tokens": d, "loss": loss, "flops_per_token": model.flops_per_token(n)}
+    if model.law.loss is not None:
+        n0, d0 = model.optimum(c, constants)
+        out["loss_optimal"] = model.loss(n0, d0, constants)
+        with np.errstate(all="ignore"):
+            out["compute_overhead"] = c / _compute_for_loss(model, constants, loss)
+    return out
+
+
+def _intervals(model, query, values, limit: int = 400) -> dict:
+    """95% percentile intervals from the law's bootstrap replicates of its constants."""
+    reps = model.law.replicates(limit=max(20, min(limit, 200_000 // max(len(values), 1))))
+    samples = {"params": [], "tokens": [], "loss": []}
+    for constants in reps:
+        try:
+            r = _solve(model, query.kind, values, constants, query)
+        except InfeasibleTarget:
+            continue
+        for key in samples:
+            samples[key].append(r[key])
+    if not samples["params"]:
+        return {}
+    out = {}
+    for key, arr in samples.items():
+        stack = np.vstack(arr)
+        if np.all(np.isnan(stack)):
+            continue
+        out[f"{key}_ci"] = np.nanpercentile(stack, [2.5, 97.5], axis=0).T
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings
+
+
+def _warnings(model: _Model, query: Query, r: dict) -> tuple[tuple[str, ...], ...]:
+    n = len(r["compute"])
+    rows: list[list[str]] = [[] for _ in range(n)]
+    law = model.law
+    common = list(law.warnings)
+    if model.convention != law.flops:
+        common.append(
+            f"planned under the {model.convention} FLOP convention instead of the law's own {law.flops}: "
+            f"N ({law.params_kind}) converted through a shape with d_model/n_layer = {model.rule.aspect_ratio:g}, "
+            f"vocab {model.rule.vocab}, seq_len {model.rule.seq_len}"
+        )
+    for key, unit in (("compute", "FLOPs"), ("params", "parameters"), ("tokens", "tokens")):
+        if key in law.fitted_range:
+            _range_warnings(rows, r[key], law.fitted_range[key], key, unit)
+    if query.kind == "loss":
+        floor = _floor(model, law.constants)
+        near = np.nonzero((r["loss"] - floor) < _NEAR_FLOOR * floor)[0]
+        for i in near:
+            rows[i].append(f"target loss {r['loss'][i]:.4g} is within {_NEAR_FLOOR:.0%} of the law's floor {floor:.4g}: the compute needed is extremely sensitive to the constants")
+    if query.unique_tokens:
+        epochs = r["tokens"] / query.unique_tokens
+        for i in np.nonzero(epochs > 4)[0]:
+            what = "repeated data is nearly worthless (past 16 epochs)" if epochs[i] > 16 else "diminishing returns past 4 epochs"
+            rows[i].append(f"{epochs[i]:.1f} epochs over {query.unique_tokens:.3g} unique tokens: {what} (Muennighoff et al. 2023)")
+        if "U" not in law.requires:
+            common.append(f"law {law.name} ignores data repetition; use --law muennighoff2023 to plan with --unique-tokens")
+    return tuple(tuple(common + row) for row in rows)
+
+
+def _range_warnings(rows, values, bounds, key, unit) -> None:
+    lo, hi = bounds
+    with np.errstate(all="ignore"):
+        above = np.log10(values / hi)
+        below = np.log10(lo / values)
+    for i in np.nonzero((above > 0.05) | (below > 0.05))[0]:
+        if above[i] > 0:
+            rows[i].append(f"extrapolating {above[i]:.1f} decades beyond the law's fitted {key} range ({lo:.3g}-{hi:.3g} {unit})")
+        else:
+            rows[i].append(f"extrapolating {below[i]:.1f} decades below the law's fitted {key} range ({lo:.3g}-{hi:.3g} {unit})")

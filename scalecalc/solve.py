@@ -1,0 +1,75 @@
+"""Vectorised scalar solvers in numpy (no scipy: they sit on the path of a plain ``plan``).
+
+Each solver works element-wise on arrays of problems at once, so planning 100,000 budgets costs
+about as much Python overhead as planning one. All searches run in log space, where scaling-law
+quantities are smooth and span many decades.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+Array = np.ndarray
+
+
+def bisect_increasing(f: Callable[[Array], Array], target: Array, lo: Array, hi: Array,
+                      iterations: int = 100) -> Array:
+    """Solve f(x) = target element-wise for increasing f on [lo, hi] by bisection.
+
+    Returns NaN where the target is not bracketed by f(lo) and f(hi).
+    """
+    target = np.asarray(target, dtype=float)
+    lo = np.broadcast_to(np.asarray(lo, dtype=float), target.shape).copy()
+    hi = np.broadcast_to(np.asarray(hi, dtype=float), target.shape).copy()
+    with np.errstate(all="ignore"):
+        ok = (f(lo) <= target) & (f(hi) >= target)
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            below = f(mid) < target
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+    return np.where(ok, 0.5 * (lo + hi), np.nan)
+
+
+def solve_monotone(f: Callable[[Array], Array], target: Array, lo: float, hi: float,
+                   iterations: int = 100) -> Array:
+    """Solve f(x) = target for f monotone (either direction) on [lo, hi]."""
+    f_lo, f_hi = f(np.full(1, lo)), f(np.full(1, hi))
+    if np.all(f_lo > f_hi):  # decreasing: flip the sign
+        return bisect_increasing(lambda x: -f(x), -np.asarray(target, dtype=float), lo, hi, iterations)
+    return bisect_increasing(f, target, lo, hi, iterations)
+
+
+def derivative(f: Callable[[Array], Array], x: Array, h: float = 1e-3) -> Array:
+    """Five-point central difference (error O(h^4)); accurate to ~1e-12 for smooth laws in log space."""
+    return (8.0 * (f(x + h) - f(x - h)) - (f(x + 2 * h) - f(x - 2 * h))) / (12.0 * h)
+
+
+def minimize(f: Callable[[Array], Array], lo: Array, hi: Array, *, grid: int = 48,
+             iterations: int = 56) -> Array:
+    """Minimise f element-wise on [lo, hi]: a log-grid scan, then bisection on the derivative.
+
+    The scan finds the basin (robust to a non-convex tail); bisection on the sign of the
+    five-point derivative then locates the minimum to ~1e-12 relative, far better than a
+    golden-section search, whose comparisons stall at sqrt(machine epsilon).
+    """
+    lo = np.asarray(lo, dtype=float)
+    hi = np.asarray(hi, dtype=float)
+    lo, hi = np.broadcast_arrays(lo, hi)
+    t = np.linspace(0.0, 1.0, grid)[:, None]
+    xs = lo[None, :] + t * (hi - lo)[None, :]  # (grid, n)
+    with np.errstate(all="ignore"):
+        values = f(xs)
+        values = np.where(np.isfinite(values), values, np.inf)
+        best = np.argmin(values, axis=0)
+        cols = np.arange(xs.shape[1])
+        a = xs[np.maximum(best - 1, 0), cols]
+        b = xs[np.minimum(best + 1, grid - 1), cols]
+        for _ in range(iterations):
+            mid = 0.5 * (a + b)
+            rising = derivative(f, mid) > 0
+            a = np.where(rising, a, mid)
+            b = np.where(rising, mid, b)
+    return 0.5 * (a + b)
