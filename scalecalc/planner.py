@@ -91,36 +91,36 @@ class Plan:
 
     def rows(self) -> list[dict]:
         """One dict per budget with the stable JSON keys (README "JSON keys")."""
-        cols = {
+        columns = {
             "compute": self.compute, "params": self.params, "tokens": self.tokens,
             "tokens_per_param": self.tokens_per_param, "loss": self.loss,
             "flops_per_token": self.flops_per_token,
         }
-        lists = {k: v.tolist() for k, v in cols.items()}
         optional = {
             "params_ci": self.params_ci, "tokens_ci": self.tokens_ci, "loss_ci": self.loss_ci,
             "loss_optimal": self.loss_optimal, "compute_overhead": self.compute_overhead,
         }
-        optional = {k: v.tolist() for k, v in optional.items() if v is not None}
-        out = []
-        for i in range(len(self)):
-            row = {"law": self.law.name, "flops_convention": self.convention, "query": self.query.kind}
-            row.update({k: _finite(v[i]) for k, v in lists.items()})
-            row["params_kind"] = _reported_kind(self.law)
-            row.update({k: _finite(v[i]) for k, v in optional.items()})
-            row["warnings"] = list(self.warnings[i])
-            out.append(row)
-        return out
+        columns.update({k: v for k, v in optional.items() if v is not None})
+        fixed = {"law": self.law.name, "flops_convention": self.convention, "query": self.query.kind,
+                 "params_kind": _reported_kind(self.law)}
+        keys = ["law", "flops_convention", "query", *columns, "params_kind", "warnings"]
+        values = [_listed(v) for v in columns.values()]
+        n = len(self)
+        const = [[fixed[k]] * n for k in ("law", "flops_convention", "query")]
+        table = zip(*const, *values, [fixed["params_kind"]] * n, (list(w) for w in self.warnings))
+        return [dict(zip(keys, row)) for row in table]
+
+
+def _listed(array: np.ndarray) -> list:
+    """Python values with NaN/inf as None (JSON null), column-wise for speed."""
+    array = np.asarray(array, dtype=float)
+    if np.all(np.isfinite(array)):
+        return array.tolist()
+    return np.where(np.isfinite(array), array, None).tolist()
 
 
 def _reported_kind(law: Law) -> str:
     return "non_embedding" if law.params_kind == "flops_per_token" else law.params_kind
-
-
-def _finite(value):
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value if value is None or math.isfinite(value) else None
 
 
 def plan(law: Law, query: Query) -> Plan:
@@ -379,12 +379,14 @@ def _warnings(model: _Model, query: Query, r: dict) -> tuple[tuple[str, ...], ..
 
 
 def _range_warnings(rows, values, bounds, key, unit) -> None:
+    """Flag rows outside the fitted range by how many decades (0.1-decade resolution)."""
     lo, hi = bounds
     with np.errstate(all="ignore"):
-        above = np.log10(values / hi)
-        below = np.log10(lo / values)
-    for i in np.nonzero((above > 0.05) | (below > 0.05))[0]:
-        if above[i] > 0:
-            rows[i].append(f"extrapolating {above[i]:.1f} decades beyond the law's fitted {key} range ({lo:.3g}-{hi:.3g} {unit})")
-        else:
-            rows[i].append(f"extrapolating {below[i]:.1f} decades below the law's fitted {key} range ({lo:.3g}-{hi:.3g} {unit})")
+        decades = np.round(np.where(values > hi, np.log10(values / hi), -np.log10(lo / values)), 1)
+    flagged = np.nonzero(np.abs(decades) >= 0.1)[0]
+    text = {}  # one string per distinct distance: formatting 100,000 f-strings dominates otherwise
+    for d in np.unique(decades[flagged]).tolist():
+        side = "beyond" if d > 0 else "below"
+        text[d] = f"extrapolating {abs(d):.1f} decades {side} the law's fitted {key} range ({lo:.3g}-{hi:.3g} {unit})"
+    for i, d in zip(flagged.tolist(), decades[flagged].tolist()):
+        rows[i].append(text[d])

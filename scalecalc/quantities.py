@@ -27,6 +27,18 @@ def parse_number(text: str, option: str, *, positive: bool = True, integer: bool
     Raises :class:`UsageError` naming ``option`` for unparsable, NaN, infinite, and (when
     ``positive``) zero or negative values.
     """
+    try:  # fast path for plain numbers (100,000 budgets piped on stdin)
+        value = float(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is not None and "n" not in str(text).lower():  # float() accepts nan/inf: refuse below
+        if not math.isfinite(value):
+            raise UsageError(f"{option}: {text!r} is not finite; give a finite number")
+        if positive and value <= 0:
+            raise UsageError(f"{option}: {text!r} must be greater than zero")
+        if integer and value != int(value):
+            raise UsageError(f"{option}: {text!r} must be a whole number")
+        return value
     match = _NUMBER.match(str(text))
     if not match:
         raise UsageError(

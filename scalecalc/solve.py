@@ -47,13 +47,19 @@ def derivative(f: Callable[[Array], Array], x: Array, h: float = 1e-3) -> Array:
     return (8.0 * (f(x + h) - f(x - h)) - (f(x + 2 * h) - f(x - 2 * h))) / (12.0 * h)
 
 
-def minimize(f: Callable[[Array], Array], lo: Array, hi: Array, *, grid: int = 48,
-             iterations: int = 56) -> Array:
-    """Minimise f element-wise on [lo, hi]: a log-grid scan, then bisection on the derivative.
+def second_derivative(f: Callable[[Array], Array], x: Array, h: float = 1e-3) -> Array:
+    """Five-point central second difference (error O(h^4))."""
+    return (-f(x + 2 * h) + 16.0 * f(x + h) - 30.0 * f(x) + 16.0 * f(x - h) - f(x - 2 * h)) / (12.0 * h * h)
 
-    The scan finds the basin (robust to a non-convex tail); bisection on the sign of the
-    five-point derivative then locates the minimum to ~1e-12 relative, far better than a
-    golden-section search, whose comparisons stall at sqrt(machine epsilon).
+
+def minimize(f: Callable[[Array], Array], lo: Array, hi: Array, *, grid: int = 32,
+             iterations: int = 14) -> Array:
+    """Minimise f element-wise on [lo, hi]: a grid scan, then safeguarded Newton on f' = 0.
+
+    The scan finds the basin (robust to a non-convex tail) and a bracket around it; Newton steps
+    on the five-point derivative converge quadratically to ~1e-12 relative, far better than a
+    golden-section search, whose comparisons stall at sqrt(machine epsilon). A step that would
+    leave the bracket (or a non-convex point) is replaced by bisection on the derivative's sign.
     """
     lo = np.asarray(lo, dtype=float)
     hi = np.asarray(hi, dtype=float)
@@ -67,9 +73,12 @@ def minimize(f: Callable[[Array], Array], lo: Array, hi: Array, *, grid: int = 4
         cols = np.arange(xs.shape[1])
         a = xs[np.maximum(best - 1, 0), cols]
         b = xs[np.minimum(best + 1, grid - 1), cols]
+        x = xs[best, cols]
         for _ in range(iterations):
-            mid = 0.5 * (a + b)
-            rising = derivative(f, mid) > 0
-            a = np.where(rising, a, mid)
-            b = np.where(rising, mid, b)
-    return 0.5 * (a + b)
+            g, curvature = derivative(f, x), second_derivative(f, x)
+            a = np.where(g > 0, a, x)  # the minimum lies where the derivative changes sign
+            b = np.where(g > 0, x, b)
+            newton = x - g / curvature
+            inside = (curvature > 0) & (newton > a) & (newton < b)
+            x = np.where(inside, newton, 0.5 * (a + b))
+    return x

@@ -70,23 +70,28 @@ def flatten(row: dict, prefix: str = "") -> dict:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            out[name] = ";".join(str(_clean(v)) for v in value)
         else:
-            out[name] = _clean(value)
+            out[name] = value
     return out
 
 
 def dumps_csv(rows: Sequence[dict]) -> str:
-    flat = [flatten(r) for r in rows]
-    header: list[str] = []
-    for r in flat:
-        header.extend(k for k in r if k not in header)
+    """A header and one line per row; nested blocks become dotted columns, lists join with ';'."""
+    flat = [flatten(r) if any(isinstance(v, dict) for v in r.values()) else r for r in rows]
+    header = list(dict.fromkeys(k for r in flat for k in r))
+    listed = {k for r in flat[:1] for k, v in r.items() if isinstance(v, (list, tuple))}
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(flat)
+    writer = csv.writer(buf, lineterminator="\n")  # writes None as an empty cell
+    writer.writerow(header)
+    if listed:
+        writer.writerows([_joined(r.get(k)) if k in listed else r.get(k) for k in header] for r in flat)
+    else:
+        writer.writerows([r.get(k) for k in header] for r in flat)
     return buf.getvalue()
+
+
+def _joined(value: Any) -> Any:
+    return ";".join(str(v) for v in _clean(value)) if isinstance(value, (list, tuple)) else value
 
 
 def emit(
