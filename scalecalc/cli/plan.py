@@ -111,7 +111,14 @@ def plan_command(
     gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU from the catalog (A100, H100-SXM, H100-PCIe, H200, B200, MI300X, L40S, RTX4090, ...).")] = None,
     mfu: Annotated[float, typer.Option("--mfu", min=1e-6, max=1.0, help="Model FLOPs utilisation for time and cost.")] = 0.4,
     usd_per_gpu_hour: Annotated[Optional[float], typer.Option("--usd-per-gpu-hour", help="Price per GPU-hour (default: the catalog's assumption).")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Peak-throughput dtype for the GPU (bf16, fp16, fp8, tf32, fp32).")] = "bf16",
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="Peak-throughput dtype for the GPU (bf16, fp16, fp8, tf32, fp32; default: the GPU's training dtype).")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, help="Number of GPUs, for wall-clock time.")] = 1,
+    shape_rule: Annotated[str, typer.Option("--shape-rule", help="Architecture rule for the shape block: aspect, chinchilla (Table A9), porian (16 shapes), llama.")] = "aspect",
+    hparams_rule: Annotated[Optional[str], typer.Option("--hparams", help="Hyperparameter rule: porian2024, deepseek2024, kaplan2020, or law (the law file's own; the default when it has rules).")] = None,
+    inference_tokens: Annotated[Optional[str], typer.Option("--inference-tokens", help="Lifetime inference tokens: adds inference cost and the inference-aware optimum (Sardana et al. 2024).")] = None,
+    inference_mfu: Annotated[Optional[float], typer.Option("--inference-mfu", min=1e-6, max=1.0, help="MFU for inference (default: --mfu).")] = None,
+    brief: Annotated[bool, typer.Option("--brief", help="Only the allocation: no shape, hyperparameter or hardware blocks (fast bulk queries).")] = False,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of the IsoFLOP curve at the (first) budget, with the optimum and the chosen shape (needs scalecalc[plot]).")] = None,
     law: LawOption = "besiroglu2024",
     flops: FlopsOption = None,
     unique_tokens: UniqueOption = None,
@@ -142,11 +149,29 @@ def plan_command(
         shape_rule=_rule(law_obj, vocab, seq_len, aspect_ratio),
     )
     result = plan(law_obj, query)
-    _render_plan(result, resolve_format(fmt, as_json))
+    recipe = None
+    if not brief:
+        from scalecalc.training import RecipeOptions
+        from scalecalc.training import recipe as build_recipe
+
+        recipe = build_recipe(result, RecipeOptions(
+            shape_rule=shape_rule, hparams=hparams_rule, gpu=gpu, gpus=gpus, mfu=mfu, dtype=dtype,
+            usd_per_gpu_hour=usd_per_gpu_hour, inference_mfu=inference_mfu,
+            inference_tokens=parse_number(inference_tokens, "--inference-tokens") if inference_tokens else None,
+            unique_tokens=query.unique_tokens))
+    if plot:
+        from scalecalc.plot import plot_plan
+
+        plot_plan(result, recipe, plot)
+    _render_plan(result, recipe, resolve_format(fmt, as_json))
 
 
-def _render_plan(result, fmt: OutputFormat) -> None:
+def _render_plan(result, recipe, fmt: OutputFormat) -> None:
     rows = result.rows()
+    if recipe is not None:
+        for row, blocks, extra in zip(rows, recipe.blocks, recipe.warnings):
+            row.update(blocks)
+            row["warnings"].extend(w for w in extra if w not in row["warnings"])
     columns = list(PLAN_COLUMNS)
     if result.params_ci is not None:
         columns.insert(2, Column("N* 95% CI", "params_ci", _fmt_ci))
@@ -160,7 +185,56 @@ def _render_plan(result, fmt: OutputFormat) -> None:
     kind = rows[0]["params_kind"].replace("_", "-") if rows else law.params_kind
     title = f"{law.name}: {law.title}\nFLOP convention: {result.convention}{convention_note}; N counts {kind} parameters"
     warnings = [w for row in rows for w in row["warnings"]]
-    emit(rows, columns, fmt, title=title, caption=f"Source: {law.source}", warnings=warnings)
+    if recipe is not None and recipe.skipped:
+        warnings.append(recipe.skipped + " (pass --brief to silence this)")
+    emit(rows, columns, fmt, title=title, caption=f"Source: {law.source}", warnings=[] if fmt is OutputFormat.table else warnings)
+    if fmt is OutputFormat.table:
+        from scalecalc.cli.common import print_warnings
+
+        for row in rows[:20]:
+            _print_blocks(row, len(rows) > 1)
+        print_warnings(warnings)
+
+
+def _print_blocks(row: dict, label: bool) -> None:
+    """Each block of a plan row as one or two readable lines under the table."""
+    lines = []
+    if "shape" in row:
+        s = row["shape"]
+        kv = f" ({s['kv_heads']} KV heads)" if s["kv_heads"] and s["kv_heads"] != s["n_heads"] else ""
+        lines.append(f"Shape ({s['rule']} rule): {s['n_layer']} layers x d_model {s['d_model']}, {s['n_heads']} heads of {s['head_dim']}{kv}, "
+                     f"{s['mlp']} FFN {s['d_ff']}, vocab {s['vocab']}, seq {s['seq_len']}; {format_count(s['params'])} {s['params_kind'].replace('_', '-')} params "
+                     f"({s['params_deviation']:+.1%} vs N*), {format_sci(s['flops_per_token'])} FLOPs/token (law: {format_sci(s['flops_per_token_law'])})")
+    if "hyperparameters" in row:
+        h = row["hyperparameters"]
+        lr = f"peak LR {h['peak_lr']:.3g}, " if h.get("peak_lr") else "peak LR undefined, "
+        warm = f"warmup {format_count(h['warmup_tokens'])} tokens, " if h.get("warmup_tokens") else ""
+        beta2 = f"AdamW beta2 {h['beta2']:g}, " if h.get("beta2") else ""
+        steps = f"{h['steps']:,.0f} steps" if h.get("steps") else ""
+        lines.append(f"Hyperparameters ({h['rule']}): batch {format_count(h['batch_tokens'])} tokens ({h['batch_sequences']:,.0f} x {h['seq_len']}), {lr}{warm}{beta2}{steps}")
+        if h.get("critical_batch_tokens"):
+            lines.append(f"  Critical batch B_crit(L) = {format_count(h['critical_batch_tokens'])} tokens (Kaplan eq. 1.4): this batch takes "
+                         f"{h['steps_ratio']:.2f}x the minimum steps and {h['compute_ratio']:.2f}x the minimum compute (eq. 5.4/5.5)")
+    if "hardware" in row:
+        w = row["hardware"]
+        price = f"${w['usd_per_gpu_hour']:.2f}/GPU-hour" + (", assumed" if w["price_assumed"] else "")
+        lines.append(f"Hardware: {w['gpus']} x {w['gpu_title']} ({w['dtype']}, {w['mfu']:.0%} MFU): {w['train_gpu_hours']:,.0f} GPU-hours, "
+                     f"{w['train_wall_clock_days']:,.1f} days, ${w['train_usd']:,.0f} ({price})")
+        if w.get("inference_flops"):
+            lines.append(f"  Inference: {format_sci(w['inference_flops'])} FLOPs, {w['inference_gpu_hours']:,.0f} GPU-hours, ${w['inference_usd']:,.0f}")
+    if "inference" in row:
+        i = row["inference"]
+        lines.append(f"Inference-aware optimum (Sardana et al. 2024, {format_count(i['inference_tokens'])} inference tokens, same loss): "
+                     f"N {format_count(i['params'])} ({i['params_ratio']:.2f}x), D {format_count(i['train_tokens'])} ({i['tokens_ratio']:.2f}x), "
+                     f"D/N {i['tokens_per_param']:.0f}; total cost {i['cost_saving']:.1%} lower")
+    if "data_constrained" in row:
+        d = row["data_constrained"]
+        lines.append(f"Data ({format_count(d['unique_tokens'])} unique tokens): this plan repeats them {d['epochs']:.1f}x (effective {format_count(d['effective_tokens'])}); "
+                     f"Muennighoff's optimum: N {format_count(d['optimal_params'])}, D {format_count(d['optimal_tokens'])} ({d['optimal_epochs']:.1f} epochs)")
+    if lines:
+        if label:
+            lines.insert(0, f"At {format_sci(row['compute'])} FLOPs:")
+        sys.stdout.write("\n".join(lines) + "\n")
 
 
 COMPARE_COLUMNS = [
