@@ -157,7 +157,8 @@ def _law_rules(plan: Plan, seq_len: int, loss):
     if "learning_rate" in law.hyperparameters:
         # from_values leaves a non-positive rate undefined, with a note (Kaplan eq. D.1 hits zero
         # at N = 1.2e10, REFERENCE §1.8)
-        values["peak_lr"] = law.hyperparameter("learning_rate", **env)
+        lr = np.asarray(law.hyperparameter("learning_rate", **env), dtype=float)
+        values["peak_lr"] = np.where(lr > 0, lr, np.nan)
     bstar = law.constants.get("Bstar", hparams.KAPLAN_BSTAR)
     return hparams.from_values(f"{law.name} (law file)", law.source, values, seq_len=seq_len,
                                tokens=plan.tokens, L=loss if np.all(np.isfinite(loss)) else None,

@@ -81,7 +81,7 @@ def _register() -> None:
     # Command modules keep heavy imports inside their functions, so registering them is cheap.
     import importlib
 
-    for name in ("plan", "fit", "calibrate"):
+    for name in ("plan", "fit", "calibrate", "flops"):
         try:
             importlib.import_module(f"scalecalc.cli.{name}")
         except ModuleNotFoundError as exc:
