@@ -253,6 +253,7 @@ def compare_command(
     laws: Annotated[Optional[str], typer.Option("--laws", help="Comma-separated law names or files (default: every built-in law).")] = None,
     path: Annotated[Optional[str], typer.Option("--path", help="Show a correction path instead: 'porian' (Porian et al. 2024).")] = None,
     unique_tokens: UniqueOption = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of N*(C) and D*(C) of each law around the budgets (needs scalecalc[plot]).")] = None,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:
@@ -264,6 +265,8 @@ def compare_command(
         scalecalc compare --compute 1e24 --laws kaplan2020,besiroglu2024,porian2024
         scalecalc compare --compute 5.88e23 --path porian
     """
+    import numpy as np
+
     from scalecalc.compare import compare, correction_path
     from scalecalc.quantities import parse_number, parse_values
 
@@ -276,6 +279,11 @@ def compare_command(
     names = [n.strip() for n in laws.split(",") if n.strip()] if laws else None
     u = parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None
     result = compare(budgets, names, unique_tokens=u)
+    if plot:
+        from scalecalc.plot import plot_frontiers
+
+        span = np.geomspace(budgets.min() / 1e4, budgets.max() * 1e2, 25)
+        plot_frontiers(compare(span, names, unique_tokens=u).rows, budgets.tolist(), plot)
     _render_compare(result, fmt)
 
 
