@@ -76,9 +76,10 @@ def minimize(f: Callable[[Array], Array], lo: Array, hi: Array, *, grid: int = 3
         x = xs[best, cols]
         for _ in range(iterations):
             g, curvature = derivative(f, x), second_derivative(f, x)
-            a = np.where(g > 0, a, x)  # the minimum lies where the derivative changes sign
-            b = np.where(g > 0, x, b)
+            done = g == 0  # exactly stationary: keep x (the bracket collapses onto it)
+            a = np.where((g < 0) | done, x, a)  # the minimum lies where the derivative changes sign
+            b = np.where((g > 0) | done, x, b)
             newton = x - g / curvature
-            inside = (curvature > 0) & (newton > a) & (newton < b)
-            x = np.where(inside, newton, 0.5 * (a + b))
+            inside = (curvature > 0) & (newton >= a) & (newton <= b)
+            x = np.where(done, x, np.where(inside, newton, 0.5 * (a + b)))
     return x

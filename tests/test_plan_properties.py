@@ -103,3 +103,15 @@ def test_hundred_thousand_budgets_vectorised():
     r = _plan("besiroglu2024", "compute", c)
     assert r.params.shape == (100_000,)
     assert np.all(np.diff(r.params) > 0)
+
+
+def test_minimiser_keeps_an_exactly_stationary_point():
+    """Regression: a derivative of exactly 0 once made the safeguard bisect away from the optimum
+    (hypothesis found it at C = 10**21.75 under llama3's k)."""
+    from scalecalc import planner
+    from scalecalc.symbolic import closed_form_params
+
+    c = np.array([10 ** 21.75])
+    model = planner._Model(load_law("hoffmann2022-a3"), Query("compute", c, flops="llama3"))
+    numeric, _ = model._numeric_optimum(c, model.law.constants)
+    np.testing.assert_allclose(numeric, closed_form_params(model.law.loss, model.law.constants, model.k, c), rtol=1e-9)
