@@ -286,13 +286,37 @@ def _compile(node) -> Callable[[dict], Any]:
 # --- the sympy view --------------------------------------------------------------------------
 
 
+def _as_float(number) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # an exact integer beyond the float range
+        return math.copysign(math.inf, number)
+
+
+def _float_fold(sp, ufunc, left, right):
+    """Combine two sympy numbers the way the numpy evaluator does (float64, inf/nan)."""
+    with np.errstate(all="ignore"):
+        value = float(ufunc(np.float64(_as_float(left)), np.float64(_as_float(right))))
+    if math.isnan(value):
+        return sp.nan
+    if math.isinf(value):
+        return sp.oo if value > 0 else -sp.oo
+    return sp.Float(value)
+
+
 def _sympy_pow(sp, base, exponent):
-    """``base**exponent`` that never computes a huge exact number (``9**9**9``)."""
+    """``base**exponent`` that never computes a huge exact number (``9**9**9``).
+
+    Small exact powers stay exact (``2**-1`` is 1/2); any other power of two numbers is folded in
+    float64 like the numpy evaluator (``9**9**9`` -> oo), so no arbitrary-precision work is done.
+    """
+    if not (base.is_Number and exponent.is_Number):
+        return sp.Pow(base, exponent)
     if base.is_Rational and exponent.is_Rational:
         bits = max(abs(base.p).bit_length(), abs(base.q).bit_length())
-        if abs(exponent) * bits > 4096:  # beyond ~1e1233: exact arithmetic could hang sympy
-            return sp.Pow(sp.Float(base), sp.Float(exponent))
-    return sp.Pow(base, exponent)
+        if abs(exponent) * bits <= 1000 and exponent.q <= 64:  # within ~1e300: cheap and exact
+            return sp.Pow(base, exponent)
+    return _float_fold(sp, np.power, base, exponent)
 
 
 def _to_sympy(sp, node, symbols: dict):
@@ -312,6 +336,8 @@ def _to_sympy(sp, node, symbols: dict):
         if node.op == "*":
             return left * right
         if node.op == "/":
+            if left.is_Number and right.is_Number and right == 0:
+                return _float_fold(sp, np.true_divide, left, right)  # inf/nan, not zoo
             return left / right
         return _sympy_pow(sp, left, right)
     if isinstance(node, _Call):
@@ -386,7 +412,16 @@ class Expr:
                 f"{self.where}: no value for {', '.join(missing)} in {self.text!r}; "
                 "define it under constants"
             )
-        values = {key: np.asarray(value, dtype=float) for key, value in env.items()}
+        values = {}
+        for key, value in env.items():
+            try:
+                values[key] = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                if key in self.symbols:
+                    raise LawFileError(
+                        f"{self.where}: {key} = {value!r} is not a number; give a number"
+                    ) from None
+                # Unused non-numeric extras (a law's metadata) are ignored.
         with np.errstate(all="ignore"):
             result = np.asarray(self._fn(values), dtype=float)
         shape = np.broadcast_shapes(result.shape, *(value.shape for value in values.values()))
@@ -421,7 +456,12 @@ class Expr:
                 table[name] = sp.Float(float(value))
             else:
                 table[name] = value
-        return _to_sympy(sp, self._tree, table)
+        try:
+            return _to_sympy(sp, self._tree, table)
+        except (ValueError, TypeError, ArithmeticError) as exc:  # e.g. Min of incomparable args
+            raise LawFileError(
+                f"{self.where}: {self.text!r} has no symbolic form ({exc}); check the formula"
+            ) from None
 
 
 def parse(text: str, where: str = "formula") -> Expr:

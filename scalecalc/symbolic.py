@@ -16,10 +16,17 @@ is the symbolic view and the test oracle the planner is checked against (STYLE.m
 from __future__ import annotations
 
 import functools
+import math
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.pretty_symbology import pretty_use_unicode
+from sympy.printing.pretty.stringpict import prettyForm
 
 from scalecalc.expr import Expr
 
@@ -141,12 +148,11 @@ class Optimum:
 
     def pretty(self, constants: dict | None = None) -> FormulaView:
         """Unicode (multi-line) equations; numbers substituted too when ``constants`` is given."""
-        return self._view(lambda e: sp.pretty(e, use_unicode=True, full_prec=False, order="none"),
-                          constants)
+        return self._view(_pretty, constants)
 
     def latex(self, constants: dict | None = None) -> FormulaView:
         """LaTeX equations; numbers substituted too when ``constants`` is given."""
-        return self._view(lambda e: sp.latex(e, order="none"), constants)
+        return self._view(_latex, constants)
 
     # -- rendering helpers --------------------------------------------------------------------
 
@@ -185,11 +191,11 @@ class Optimum:
         b = None if num.b is None else sp.Eq(sp.Symbol("b"), num.b, evaluate=False)
         return replace(
             view,
-            law_numeric=show(_round(law)),
-            params_numeric=show(_round(params)),
-            tokens_numeric=show(_round(tokens)),
-            a_numeric=None if a is None else show(_round(a)),
-            b_numeric=None if b is None else show(_round(b)),
+            law_numeric=show(law),
+            params_numeric=show(params),
+            tokens_numeric=show(tokens),
+            a_numeric=None if a is None else show(a),
+            b_numeric=None if b is None else show(b),
         )
 
 
@@ -200,12 +206,72 @@ def _shown(k):
     return k
 
 
-def _round(expression):
-    """Every float in ``expression`` shown to 6 significant digits (display only, after the
-    arithmetic, so low-precision floats never enter a computation)."""
-    return expression.xreplace(
-        {f: sp.Float(f"{float(f):.{_SIGNIFICANT}g}") for f in expression.atoms(sp.Float)}
-    )
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _split_number(value: float) -> tuple[str, str | None]:
+    """(mantissa, exponent) of a float shown to 6 significant digits; no exponent in
+    [1e-4, 1e5), so 406.4 stays 406.4 and 1.8e13 becomes 1.8 and 13."""
+    if value == 0 or not math.isfinite(value) or 1e-4 <= abs(value) < 1e5:
+        return f"{value:.{_SIGNIFICANT}g}", None
+    mantissa, exponent = f"{value:.{_SIGNIFICANT - 1}e}".split("e")
+    return mantissa.rstrip("0").rstrip("."), str(int(exponent))
+
+
+class _PrettyPrinter(PrettyPrinter):
+    """sympy's unicode printer with floats as 406.4 or 1.8·10¹³ (not 18000000000000.0)."""
+
+    def _print_Float(self, e):
+        mantissa, exponent = _split_number(float(e))
+        if exponent is None:
+            return prettyForm(mantissa)
+        # MUL binding: parenthesised as the base of a power, like a product.
+        text = f"{mantissa}·10{exponent.translate(_SUPERSCRIPT)}"
+        return prettyForm(text, binding=prettyForm.MUL)
+
+
+class _LatexPrinter(LatexPrinter):
+    """sympy's LaTeX printer with floats as 406.4 or 1.8 \\cdot 10^{13}."""
+
+    def _print_Float(self, e):
+        mantissa, exponent = _split_number(float(e))
+        return mantissa if exponent is None else rf"{mantissa} \cdot 10^{{{exponent}}}"
+
+    def parenthesize(self, item, level, is_neg=False, strict=False):
+        if isinstance(item, sp.Float) and _split_number(float(item))[1] is not None:
+            if level >= PRECEDENCE["Mul"]:
+                return r"\left(%s\right)" % self._print(item)
+        return super().parenthesize(item, level, is_neg, strict)
+
+
+class _Text(sp.Symbol):
+    """A name printed as written (``learning_rate``, not learning with subscript rate)."""
+
+    def _pretty(self, printer):
+        return prettyForm(self.name)
+
+    def _latex(self, printer):
+        return r"\mathrm{%s}" % self.name.replace("_", r"\_")
+
+
+def _pretty(expression) -> str:
+    # As sympy.pretty does: the unicode flag is global state, so set it and restore it.
+    previous = pretty_use_unicode(True)
+    try:
+        return _PrettyPrinter({"use_unicode": True, "order": "none"}).doprint(expression)
+    finally:
+        pretty_use_unicode(previous)
+
+
+def _latex(expression) -> str:
+    return _LatexPrinter({"order": "none"}).doprint(expression)
+
+
+def _lhs(name: str):
+    """The left-hand side: ``N_opt`` prints with a subscript, ``learning_rate`` as written."""
+    if re.fullmatch(r"[A-Za-z]_[A-Za-z0-9]+|[A-Za-z][A-Za-z0-9]*", name):
+        return sp.Symbol(name)
+    return _Text(name)
 
 
 def _budget_factor(k, symbols: dict):
@@ -257,7 +323,9 @@ def _stationary_point(slope, N):
                 candidates = sp.solve(factor, N)
             except (NotImplementedError, ValueError, TypeError):
                 continue
-            candidates = [r for r in candidates if r.is_positive is not False and r.is_real is not False]
+            candidates = [
+                r for r in candidates if r.is_positive is not False and r.is_real is not False
+            ]
             if len(candidates) != 1:
                 continue
             root = candidates[0]
@@ -363,7 +431,9 @@ def closed_form_tokens(loss: Expr, constants: dict, k, C: np.ndarray) -> np.ndar
     return _closed_form(loss, constants, k, C, "tokens")
 
 
-def render(expr: Expr, latex: bool = False, constants: dict | None = None, lhs: str | None = None) -> str:
+def render(
+    expr: Expr, latex: bool = False, constants: dict | None = None, lhs: str | None = None
+) -> str:
     """One formula of a law file (loss, params, tokens, a rule) as unicode pretty text or LaTeX.
 
     ``constants`` (name -> number, shown to 6 significant digits) are substituted when given;
@@ -371,9 +441,7 @@ def render(expr: Expr, latex: bool = False, constants: dict | None = None, lhs: 
     """
     table = {name: sp.Symbol(name, positive=True) for name in expr.symbols}
     table.update({n: float(v) for n, v in (constants or {}).items() if n in expr.symbols})
-    value = _round(expr.sympy(table))
+    value = expr.sympy(table)
     if lhs:
-        value = sp.Eq(sp.Symbol(lhs), value, evaluate=False)
-    if latex:
-        return sp.latex(value, order="none")
-    return sp.pretty(value, use_unicode=True, full_prec=False, order="none")
+        value = sp.Eq(_lhs(lhs), value, evaluate=False)
+    return _latex(value) if latex else _pretty(value)
