@@ -108,3 +108,9 @@ def test_bootstrap_replicates_give_intervals(tmp_path):
     assert lo < row["params"] < hi
     assert row["loss_ci"][0] < row["loss"] < row["loss_ci"][1]
     assert row["tokens_ci"][0] < row["tokens"] < row["tokens_ci"][1]
+
+
+def test_definitions_needing_an_absent_variable_are_skipped(tmp_path):
+    path = _write(tmp_path, GOOD + "define: {Cmin: C / 2}\ncritical_batch: 2e8 / L**4.76\n")
+    law = load_law(path)
+    assert float(law.evaluate("critical_batch", L=2.0)) == pytest.approx(2e8 / 2.0**4.76)

@@ -85,7 +85,8 @@ class Law:
         env = dict(self.constants if constants is None else constants)
         env.update(variables)
         for name, expr in self.define:
-            env[name] = expr(**{k: env[k] for k in expr.symbols})
+            if expr.symbols <= env.keys():  # skip definitions of variables this call lacks (e.g. C)
+                env[name] = expr(**{k: env[k] for k in expr.symbols})
         return env
 
     def evaluate(self, which: str, constants: Mapping[str, Any] | None = None, **variables):
