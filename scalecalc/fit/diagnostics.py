@@ -1,0 +1,59 @@
+"""Fit diagnostics that become warnings (issue 3, item 4) and the recorded fitted range."""
+
+from __future__ import annotations
+
+import numpy as np
+
+POINTS_PER_PARAM = 5      # fewer points than 5x the free parameters: warn
+MIN_DECADES = 1.0         # N or D spanning less than one decade: exponents not identifiable
+OUTLIER_SIGMAS = 4.0      # residuals beyond 4 robust sigma are listed
+
+
+def too_few_points(n: int, n_free: int) -> list[str]:
+    if n < POINTS_PER_PARAM * n_free:
+        return [f"only {n} points for {n_free} free parameters (fewer than {POINTS_PER_PARAM}x); "
+                "the constants are poorly determined"]
+    return []
+
+
+def short_spans(runs, uses) -> list[str]:
+    out = []
+    for role, label in (("params", "N"), ("tokens", "D")):
+        if role in uses:
+            x = getattr(runs, role)
+            decades = float(np.log10(x.max() / x.min()))
+            if decades < MIN_DECADES:
+                out.append(f"{label} spans only {decades:.2f} decades (< {MIN_DECADES:g}); its "
+                           "exponent is not identifiable from these runs")
+    return out
+
+
+def at_bounds(names, theta, lower, upper) -> list[str]:
+    out = []
+    for name, t, lo, hi in zip(names, theta, lower, upper):
+        tol = 1e-6 * max(1.0, hi - lo)
+        if t - lo < tol or hi - t < tol:
+            out.append(f"fitted parameter {name} = {t:.4g} is at its bound [{lo:g}, {hi:g}]; the "
+                       "form may not suit these data")
+    return out
+
+
+def outliers(resid, lines=None, label="log-loss residual") -> list[str]:
+    """List points whose residual exceeds 4 robust sigma (1.4826 x median absolute deviation)."""
+    resid = np.asarray(resid, float)
+    sigma = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    if not np.isfinite(sigma) or sigma <= 0:
+        return []
+    bad = np.flatnonzero(np.abs(resid - np.median(resid)) > OUTLIER_SIGMAS * sigma)
+    if bad.size == 0:
+        return []
+    where = [f"line {int(lines[i])}" if lines is not None else f"row {i + 1}" for i in bad[:12]]
+    more = f" and {bad.size - 12} more" if bad.size > 12 else ""
+    return [f"{bad.size} outlier{'s' if bad.size > 1 else ''} beyond {OUTLIER_SIGMAS:g} robust sigma "
+            f"({sigma:.3g}) in {label}: {', '.join(where)}{more}"]
+
+
+def fitted_range(runs) -> dict:
+    return {"compute": [float(runs.flops.min()), float(runs.flops.max())],
+            "params": [float(runs.params.min()), float(runs.params.max())],
+            "tokens": [float(runs.tokens.min()), float(runs.tokens.max())]}
