@@ -60,7 +60,10 @@ def _clean(value: Any) -> Any:
 
 
 def dumps_json(data: Any) -> str:
-    return json.dumps(_clean(data), indent=2)
+    try:  # plan rows are plain Python values already; clean only when serialising fails
+        return json.dumps(data, indent=2, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(_clean(data), indent=2)
 
 
 def flatten(row: dict, prefix: str = "") -> dict:
@@ -77,7 +80,8 @@ def flatten(row: dict, prefix: str = "") -> dict:
 
 def dumps_csv(rows: Sequence[dict]) -> str:
     """A header and one line per row; nested blocks become dotted columns, lists join with ';'."""
-    flat = [flatten(r) if any(isinstance(v, dict) for v in r.values()) else r for r in rows]
+    nested = any(isinstance(v, dict) for r in rows[:1] for v in r.values())  # rows share one layout
+    flat = [flatten(r) for r in rows] if nested else rows
     header = list(dict.fromkeys(k for r in flat for k in r))
     listed = {k for r in flat[:1] for k, v in r.items() if isinstance(v, (list, tuple))}
     buf = io.StringIO()
@@ -91,7 +95,7 @@ def dumps_csv(rows: Sequence[dict]) -> str:
 
 
 def _joined(value: Any) -> Any:
-    return ";".join(str(v) for v in _clean(value)) if isinstance(value, (list, tuple)) else value
+    return ";".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
 def emit(
