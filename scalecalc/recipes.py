@@ -552,9 +552,9 @@ def _expand(s: dict) -> list[RunConfig]:
     ):
         d, l = shape["d_model"], shape["n_layer"]
         n_head = shape.get("n_head") or s.get("n_head") or max(1, d // s["head_dim"])
-        if d % n_head:
-            raise RecipeError(f"shape d_model={d}: not divisible by n_head={n_head}; "
-                              f"set n_head or head_dim so it divides d_model")
+        if d % n_head or (s.get("pos", "rope") == "rope" and (d // n_head) % 2):
+            raise RecipeError(f"shape d_model={d}: must split into n_head={n_head} heads (of "
+                              f"even width for rope); set n_head or head_dim to fit d_model")
         out.append(RunConfig(
             n_layer=l, n_head=n_head, d_model=d, d_ff=shape.get("d_ff", s.get("d_ff")),
             vocab_size=int(vocab), seq_len=s.get("seq_len", 128),

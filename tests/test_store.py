@@ -38,7 +38,13 @@ def test_two_processes_never_claim_the_same_run(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", _CLAIMER, str(tmp_path),
                                f"{socket.gethostname()}:w{k}"], stdout=subprocess.PIPE, text=True)
              for k in range(2)]
-    got = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    try:
+        got = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    finally:
+        for p in procs:  # never leave a claimer running if the test fails
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     assert all(p.returncode == 0 for p in procs)
     all_ids = got[0] + got[1]
     assert sorted(all_ids) == [f"run{i:03d}" for i in range(60)]  # each exactly once
