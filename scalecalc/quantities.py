@@ -31,20 +31,13 @@ def parse_number(text: str, option: str, *, positive: bool = True, integer: bool
         value = float(text)
     except (TypeError, ValueError):
         value = None
-    if value is not None and "n" not in str(text).lower():  # float() accepts nan/inf: refuse below
-        if not math.isfinite(value):
-            raise UsageError(f"{option}: {text!r} is not finite; give a finite number")
-        if positive and value <= 0:
-            raise UsageError(f"{option}: {text!r} must be greater than zero")
-        if integer and value != int(value):
-            raise UsageError(f"{option}: {text!r} must be a whole number")
-        return value
-    match = _NUMBER.match(str(text))
-    if not match:
-        raise UsageError(
-            f"{option}: cannot read {text!r} as a number; use e.g. 1e24, 3.8e25, 70B, 1.4T or 175M"
-        )
-    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    if value is None or "n" in str(text).lower():  # float() also reads nan/inf: use the grammar
+        match = _NUMBER.match(str(text))
+        if not match:
+            raise UsageError(
+                f"{option}: cannot read {text!r} as a number; use e.g. 1e24, 3.8e25, 70B, 1.4T or 175M"
+            )
+        value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
     if not math.isfinite(value):
         raise UsageError(f"{option}: {text!r} is not finite; give a finite number")
     if positive and value <= 0:

@@ -203,28 +203,11 @@ class Estimate:
         return write_yaml(self.to_law(name), path)
 
 
-def law_yaml(law: dict) -> str:
-    """A law mapping as YAML text, keys in the order given (never sorted)."""
-    import yaml
-
-    return yaml.safe_dump(law, sort_keys=False, allow_unicode=True, width=100)
-
-
 def write_yaml(law: dict, path) -> Path:
-    """Write a law mapping atomically: a temp file in the same folder, fsync, then os.replace."""
-    import os
-    import tempfile
+    """Write a law mapping atomically with the fit engine's writer (temp file, fsync, os.replace;
+    keys in reading order), creating the folder first."""
+    from scalecalc.fit.lawfile import write_law
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(law_yaml(law))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_law(path, law)
