@@ -2,4 +2,5 @@
 
 from scalecalc.cli import main
 
-main()
+if __name__ == "__main__":  # a spawned worker process re-imports this module: don't rerun the CLI
+    main()

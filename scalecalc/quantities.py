@@ -98,9 +98,14 @@ def format_count(value: float, digits: int = 3) -> str:
     """Human form of a count: 7.0e10 -> '70.0B', 1.4e12 -> '1.40T', 512 -> '512'."""
     if value is None or not math.isfinite(value):
         return "-"
-    for suffix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}g}{suffix}"
+    scales = (("E", 1e18), ("P", 1e15), ("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3), ("", 1.0))
+    for i, (suffix, scale) in enumerate(scales):
+        if abs(value) >= scale or scale == 1.0:
+            text = f"{value / scale:.{digits}g}"
+            if "e" in text and i > 0:  # 999.95K rounds to 1e+03K: print it as 1M
+                suffix, scale = scales[i - 1]
+                text = f"{value / scale:.{digits}g}"
+            return f"{text}{suffix}"
     return f"{value:.{digits}g}"
 
 

@@ -31,6 +31,9 @@ The expansion, :meth:`SweepRecipe.runs`, gives one frozen :class:`RunConfig` per
 
 from __future__ import annotations
 
+import site
+import sys
+
 import difflib
 import hashlib
 import itertools
@@ -54,7 +57,8 @@ MLPS = ("gelu", "swiglu")
 POSITIONS = ("learned", "rope")
 BUDGET_KEYS = ("tokens", "flops", "steps", "tokens_per_param")
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "calibrate"  # repo checkout
-PACKAGE_DIR = Path(__file__).resolve().parent / "recipes"  # installed package data
+# installed copies of calibrate/*.yaml (pyproject data-files: <prefix>/share/scalecalc/recipes)
+INSTALLED_DIRS = tuple(Path(p) / "share" / "scalecalc" / "recipes" for p in dict.fromkeys((sys.prefix, site.USER_BASE or sys.prefix)))
 
 
 def beta2_rule(batch_size: int) -> float:
@@ -350,13 +354,13 @@ def load_recipe(path: str | Path) -> SweepRecipe:
 
 def resolve_recipe_path(path: str | Path) -> Path:
     """A path to a recipe file, or a built-in name (``quick-cpu``) looked up in the repository's
-    ``calibrate/`` folder, then in the package data ``scalecalc/recipes/``."""
+    ``calibrate/`` folder, then where pip installed them (``<prefix>/share/scalecalc/recipes``)."""
     p = Path(path)
     if p.is_file():
         return p
     name = p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml"
     if p.parent == Path("."):
-        for folder in (BUILTIN_DIR, PACKAGE_DIR):
+        for folder in (BUILTIN_DIR, *INSTALLED_DIRS):
             if (folder / name).is_file():
                 return folder / name
     raise RecipeError(
@@ -367,7 +371,7 @@ def resolve_recipe_path(path: str | Path) -> Path:
 
 def builtin_recipes() -> list[str]:
     names: set[str] = set()
-    for folder in (BUILTIN_DIR, PACKAGE_DIR):
+    for folder in (BUILTIN_DIR, *INSTALLED_DIRS):
         if folder.is_dir():
             names.update(f.stem for f in folder.glob("*.yaml"))
     return sorted(names)

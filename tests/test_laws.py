@@ -114,3 +114,11 @@ def test_definitions_needing_an_absent_variable_are_skipped(tmp_path):
     path = _write(tmp_path, GOOD + "define: {Cmin: C / 2}\ncritical_batch: 2e8 / L**4.76\n")
     law = load_law(path)
     assert float(law.evaluate("critical_batch", L=2.0)) == pytest.approx(2e8 / 2.0**4.76)
+
+
+@pytest.mark.parametrize("value,text", [(7e10, "70B"), (1.4e12, "1.4T"), (999_950, "1M"), (999_949, "1M"), (998_000, "998K"),
+                                        (512, "512"), (175e6, "175M"), (0.5, "0.5")])
+def test_counts_print_with_suffixes(value, text):
+    from scalecalc.quantities import format_count
+
+    assert format_count(value) == text

@@ -132,7 +132,7 @@ def print_table(rows, columns, *, title=None, caption=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=_width())
     if title:
         console.print(title, highlight=False, markup=False)
     table = Table(box=box.SIMPLE_HEAVY)
@@ -143,6 +143,16 @@ def print_table(rows, columns, *, title=None, caption=None) -> None:
     console.print(table)
     if caption:
         console.print(caption, highlight=False, markup=False, style="dim")
+
+
+def _width() -> int | None:
+    """The terminal's width; when piped (no terminal, no COLUMNS) a generous 160 columns rather
+    than rich's 80, so wide tables are not folded into unreadable columns in logs and files."""
+    import os
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return 160
 
 
 def _cell(row: dict, col: Column) -> str:
