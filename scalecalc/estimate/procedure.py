@@ -222,6 +222,7 @@ def _provenance(source, curves: Sequence[Curve]) -> dict[str, Any]:
         devices = sorted({r.device for r in runs if r.device})
         hashes = sorted({r.corpus_hash for r in runs if r.corpus_hash})
         prov.update(devices=devices, corpus_hash=hashes[0] if len(hashes) == 1 else hashes)
+        prov["shape"] = _shape(runs)
     from scalecalc import __version__
 
     versions = dict(prov.get("versions") or {})
@@ -229,6 +230,18 @@ def _provenance(source, curves: Sequence[Curve]) -> dict[str, Any]:
     prov.update(versions=versions, n_runs=len(curves),
                 date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     return {k: v for k, v in prov.items() if v is not None}
+
+
+def _shape(runs) -> dict[str, float] | None:
+    """Vocabulary, context and median aspect ratio of the sweep, so plans with the calibrated law
+    derive shapes and shape-aware FLOPs like the models it was measured on."""
+    configs = [r.config for r in runs if {"vocab_size", "seq_len"} <= r.config.keys()]
+    if not configs:
+        return None
+    aspect = [c["d_model"] / c["n_layer"] for c in configs if c.get("n_layer")]
+    return {"vocab": int(max(c["vocab_size"] for c in configs)),
+            "seq_len": int(max(c["seq_len"] for c in configs)),
+            **({"aspect_ratio": float(np.median(aspect))} if aspect else {})}
 
 
 def heldout_check(source, *, joint: bool | None = None, n_levels: int = 12,

@@ -181,6 +181,8 @@ class Estimate:
         if "Bstar" in kaplan and "alpha_B" in kaplan:
             law["critical_batch"] = "Bstar / L**(1/alpha_B)"
         law["fitted_range"] = {k: list(v) for k, v in self.fitted_range.items()}
+        if self.provenance.get("shape"):
+            law["shape"] = dict(self.provenance["shape"])  # the sweep's vocab, context, aspect
         cols = {k: list(v) for k, v in self.bootstrap.items() if k in law["constants"]}
         if cols:
             law["bootstrap"] = cols
