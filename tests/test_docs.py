@@ -72,3 +72,17 @@ def test_a_plain_plan_imports_no_heavy_module():
             "assert not heavy, heavy")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
+
+
+def test_console_entry_point_registers_what_it_runs():
+    """`python -m scalecalc` goes through main(), which registers command modules lazily."""
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "scalecalc", *args], capture_output=True, text=True, cwd=ROOT)
+
+    help_text = cli("--help").stdout
+    for name in ("plan", "compare", "laws", "formula", "flops", "fit", "calibrate"):
+        assert name in help_text
+    assert cli("plan", "--compute", "1e22", "--brief", "--json").returncode == 0
+    assert cli("flops", "--n-layer", "2", "--d-model", "128", "--json").returncode == 0
+    bad = cli("nosuchcmd")
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: No such command")

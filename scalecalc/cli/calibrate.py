@@ -395,6 +395,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-from scalecalc.cli import app  # noqa: E402  (mounted last: the registry imports this module)
+from scalecalc.cli.base import app  # noqa: E402  (mounted last: the registry imports this module)
 
 app.add_typer(calibrate_app, name="calibrate")

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scalecalc.cli import app
+from scalecalc.cli.base import app
 from scalecalc.cli.common import (Column, FormatOption, JsonOption, OutputFormat, dumps_csv,
                                   dumps_json, print_table, print_warnings, resolve_format)
 from scalecalc.quantities import format_count, format_sci

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scalecalc.cli import app
+from scalecalc.cli.base import app
 from scalecalc.cli.common import (
     Column, FormatOption, JsonOption, OutputFormat, emit, resolve_format,
 )

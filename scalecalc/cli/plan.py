@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from scalecalc.cli import app
+from scalecalc.cli.base import app
 from scalecalc.cli.common import Column, FormatOption, JsonOption, OutputFormat, emit, resolve_format
 from scalecalc.errors import UsageError
 from scalecalc.quantities import format_count, format_sci
