@@ -686,19 +686,28 @@ def _width_grid(lo: float, hi: float, coarse_from: int | None = None) -> list[in
 
 def _search(N: float, n_kind: str, make: Callable[[int, int], Arch], aspect: float,
             rule: ShapeRule, coarse_from: int | None = None) -> Arch:
-    """Best (d, n_layer): within 2% of N with the aspect ratio closest to target, else nearest N."""
+    """Best (d, n_layer): within 2% of N with the aspect ratio closest to target, else nearest N.
+
+    The target aspect ratio sits at the continuous width d0, so widths within 1.6x of it are tried
+    first; only when none fits within 2% does the search widen, to 2.5x and then 8x (small N, where
+    the embedding dominates or whole layers are more than 2% of N, needs narrower, deeper shapes).
+    This keeps a plan's shape block to a few milliseconds.
+    """
     d0 = float(width_for_params(N, n_kind, rule))
-    best, best_key = None, None
-    for d in _width_grid(max(64.0, d0 / 2.5), max(128.0, d0 * 2.5), coarse_from):
-        n1, n2 = n_params(make(d, 1), n_kind), n_params(make(d, 2), n_kind)
-        per_layer, base = n2 - n1, 2 * n1 - n2  # count is linear in depth at fixed width
-        exact = (N - base) / per_layer
-        for L in {max(1, math.floor(exact)), max(1, math.ceil(exact)), max(1, round(d / aspect))}:
-            err = abs(math.log((base + L * per_layer) / N))
-            fits = err <= math.log(1.02)
-            key = (not fits, abs(math.log(d / L / aspect)) if fits else err)
-            if best_key is None or key < best_key:
-                best, best_key = (d, L), key
+    for window in (1.6, 2.5, 8.0):
+        best, best_key = None, None
+        for d in _width_grid(max(64.0, d0 / window), max(128.0, d0 * window), coarse_from):
+            n1, n2 = n_params(make(d, 1), n_kind), n_params(make(d, 2), n_kind)
+            per_layer, base = n2 - n1, 2 * n1 - n2  # count is linear in depth at fixed width
+            exact = (N - base) / per_layer
+            for L in {max(1, math.floor(exact)), max(1, math.ceil(exact)), max(1, round(d / aspect))}:
+                err = abs(math.log((base + L * per_layer) / N))
+                fits = err <= math.log(1.02)
+                key = (not fits, abs(math.log(d / L / aspect)) if fits else err)
+                if best_key is None or key < best_key:
+                    best, best_key = (d, L), key
+        if not best_key[0]:
+            break
     return make(*best)
 
 

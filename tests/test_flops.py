@@ -330,3 +330,11 @@ def test_no_heavy_imports():
     code = ("import scalecalc.flops, sys; "
             "assert 'scipy' not in sys.modules and 'sympy' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_design_shape_small_non_embedding_regression():
+    """Regression (hypothesis): N = 10**7.0625 non-embedding has no shape within 2% at widths
+    within 2.5x of the aspect-ratio width; the search must widen to narrower, deeper shapes."""
+    N = 10 ** 7.0625
+    arch = design_shape(N, "aspect", n_kind="non_embedding")
+    assert abs(shape_deviation(arch, N, "non_embedding")) <= 0.02
