@@ -83,13 +83,14 @@ def _key(text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def load_catalog() -> dict[str, Gpu]:
-    """The packaged GPU catalog, ``{name: Gpu}``, read once with ``yaml.safe_load``."""
+    """The packaged GPU catalog, ``{name: Gpu}``, read once with the safe YAML loader."""
     import yaml  # yaml is needed on the plan path anyway; keep the import local to this loader
 
     # a plain path, as for the law files: importlib.resources alone costs ~5 ms of start-up
     text = (Path(__file__).parent / "hardware.yaml").read_text(encoding="utf-8")
     catalog = {}
-    for name, entry in yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # safe loader, in C when libyaml is present.items():
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the safe loader, in C when libyaml is present
+    for name, entry in yaml.load(text, Loader=loader).items():
         catalog[name] = Gpu(
             name=name,
             title=entry["title"],
