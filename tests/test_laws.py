@@ -122,3 +122,18 @@ def test_counts_print_with_suffixes(value, text):
     from scalecalc.quantities import format_count
 
     assert format_count(value) == text
+
+
+def test_compiled_builtins_match_their_yaml():
+    """builtin.json (read by plan to skip importing yaml) must equal a fresh parse of the YAML
+    files, which stay the source of truth. Fix with: python -m scalecalc.laws"""
+    import json
+
+    from scalecalc.laws import _COMPILED, compile_builtins
+
+    assert json.loads(_COMPILED.read_text()) == json.loads(json.dumps(compile_builtins()))
+    for name in builtin_names():  # and each compiled law builds the same Law as its YAML file
+        from_json = load_law(name)
+        from_yaml = load_law(str(from_json.path))
+        assert (from_json.constants, from_json.flops, from_json.loss and from_json.loss.text) == \
+               (from_yaml.constants, from_yaml.flops, from_yaml.loss and from_yaml.loss.text)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
 from scalecalc.errors import LawFileError, UnknownName
 from scalecalc.expr import Expr, parse
@@ -32,7 +31,9 @@ _KNOWN = {
     "warnings", "provenance", "define", "requires", "correction_path", "correction_budget", "notes",
 }
 _VARIABLES = {"N", "D", "C", "L", "U"}  # symbols a formula may use besides constants and defines
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same safety, faster
+# The built-in laws' YAML, pre-parsed (`python -m scalecalc.laws` rewrites it; a test keeps it
+# current): a plain `plan` then never imports yaml, which alone costs ~16 ms of start-up.
+_COMPILED = _DIR / "builtin.json"
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,27 @@ def load_law(name_or_path: str | Path, option: str = "--law") -> Law:
     builtin = _DIR / f"{text.lower()}.yaml"
     if not builtin.is_file():
         raise UnknownName("law", text, builtin_names(), option)
+    compiled = _compiled().get(builtin.stem)
+    if compiled is not None:
+        return _build(compiled, _Source(builtin, None))
     return _load_file(builtin, option)
+
+
+def _compiled() -> dict:
+    import json
+
+    try:
+        return json.loads(_COMPILED.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def compile_builtins() -> dict:
+    """Parse every built-in YAML law (safe loader) into the mapping stored in builtin.json."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return {p.stem: yaml.load(p.read_text(encoding="utf-8"), Loader=loader) for p in sorted(_DIR.glob("*.yaml"))}
 
 
 def _load_file(path: Path, option: str) -> Law:
@@ -140,8 +161,11 @@ def _load_file(path: Path, option: str) -> Law:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LawFileError(f"{option}: cannot read law file {path}: {exc}") from None
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same safety, faster
     try:
-        data = yaml.load(raw, Loader=_Loader)
+        data = yaml.load(raw, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -155,11 +179,15 @@ def _load_file(path: Path, option: str) -> Law:
 class _Source:
     """Finds the line of a key in the YAML text, for error messages (composed only on error)."""
 
-    def __init__(self, path: Path, text: str):
+    def __init__(self, path: Path, text: str | None):
         self.path, self.text = path, text
 
     def where(self, *keys: str) -> str:
+        if self.text is None:  # a pre-parsed built-in: no text to locate lines in
+            return str(self.path)
         try:
+            import yaml
+
             node = yaml.compose(self.text, Loader=yaml.SafeLoader)
             line = node.start_mark.line
             for key in keys:

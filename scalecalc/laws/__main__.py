@@ -1,0 +1,8 @@
+"""``python -m scalecalc.laws``: rewrite builtin.json from the built-in YAML laws."""
+
+import json
+
+from scalecalc.laws import _COMPILED, compile_builtins
+
+_COMPILED.write_text(json.dumps(compile_builtins(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+print(f"wrote {_COMPILED}")
