@@ -86,3 +86,14 @@ def test_console_entry_point_registers_what_it_runs():
     assert cli("flops", "--n-layer", "2", "--d-model", "128", "--json").returncode == 0
     bad = cli("nosuchcmd")
     assert bad.returncode == 2 and bad.stderr.startswith("Error: No such command")
+
+
+def test_no_eval_and_only_safe_yaml_loaders():
+    """Law files and recipes come from users: nothing evaluates text, and YAML is loaded safely."""
+    for path in (ROOT / "scalecalc").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"(?<![\w.])(eval|exec)\(", text), f"{path}: eval/exec"
+        assert not re.search(r"sympify\(|unsafe_load|FullLoader|Loader=yaml\.Loader\b", text), path
+        for line in (ln for ln in text.splitlines() if "yaml.load(" in ln):
+            assert re.search(r"Loader=(loader|yaml\.SafeLoader|yaml\.CSafeLoader)\b", line), f"{path}: {line}"
+            assert "yaml.SafeLoader" in line or 'getattr(yaml, "CSafeLoader", yaml.SafeLoader)' in text, path

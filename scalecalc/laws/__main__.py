@@ -4,5 +4,6 @@ import json
 
 from scalecalc.laws import _COMPILED, compile_builtins
 
-_COMPILED.write_text(json.dumps(compile_builtins(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+# keys keep the YAML's order: `define:` entries are evaluated in sequence
+_COMPILED.write_text(json.dumps(compile_builtins(), indent=1) + "\n", encoding="utf-8")
 print(f"wrote {_COMPILED}")
