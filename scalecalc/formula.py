@@ -9,7 +9,10 @@ from dataclasses import asdict
 
 from scalecalc.laws import Law
 
-_LINEAR = {"6nd": 6, "llama3": 5.711}  # C = k N D (REFERENCE §9); must match planner._LINEAR
+from scalecalc.planner import LINEAR_FLOPS
+
+# C = k N D (REFERENCE §9), shown as 6 rather than 6.0
+_LINEAR = {name: int(k) if k == int(k) else k for name, k in LINEAR_FLOPS.items()}
 
 
 def describe(law: Law, *, latex: bool = False) -> dict:

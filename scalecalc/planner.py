@@ -29,7 +29,8 @@ __all__ = ["Query", "Plan", "plan", "QUERY_KINDS"]
 
 QUERY_KINDS = ("compute", "params", "tokens", "loss", "ratio")
 _LOG_C = (math.log(1e6), math.log(1e45))  # FLOPs searched when inverting a frontier
-_LINEAR = {"6nd": 6.0, "llama3": 5.711}  # conventions with FLOPs/token = k N (REFERENCE §9)
+# conventions with FLOPs/token = k N (REFERENCE §9); k of llama3 is flops.LLAMA3_FACTOR (5.711)
+LINEAR_FLOPS = {"6nd": 6.0, "llama3": flopslib.LLAMA3_FACTOR}
 _NEAR_FLOOR = 0.02  # warn when the target loss is within 2% of the law's floor
 
 
@@ -151,7 +152,7 @@ class _Model:
         self.law = law
         self.convention = flopslib.get_convention(query.flops or law.flops, "--flops").name
         self.rule = query.shape_rule or _default_rule(law)
-        self.k = _LINEAR.get(self.convention) if law.params_kind != "flops_per_token" else None
+        self.k = LINEAR_FLOPS.get(self.convention) if law.params_kind != "flops_per_token" else None
         if law.params_kind == "flops_per_token" and self.convention == "deepseek":
             self.k = 1.0  # DeepSeek's M is FLOPs/token itself: C = M D
         self.variables = {"U": query.unique_tokens} if query.unique_tokens else {}
