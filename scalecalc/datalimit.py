@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scalecalc import solve
 from scalecalc.errors import UsageError
 
 # Muennighoff et al. 2023, C4 fit (REFERENCE.md §8): A = e^a, B = e^b, E = e^e, alpha = beta.
@@ -40,7 +41,6 @@ DIMINISHING_EPOCHS = 4.0  # Muennighoff et al.: up to ~4 epochs is almost as goo
 SATURATED_EPOCHS = 16.0  # beyond ~16 epochs extra repetition is nearly worthless (D' saturates)
 
 _GRID_DECADES, _GRID_POINTS, _GOLDEN_STEPS = 6.0, 25, 55
-_INVPHI = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 @dataclass(frozen=True)
@@ -154,16 +154,8 @@ def _minimise(logC_k, U, center):
     best = np.argmin(values, axis=1)
     step = offsets[1] - offsets[0]
     lo, hi = grid[np.arange(len(best)), best] - step, grid[np.arange(len(best)), best] + step
-    x1, x2 = hi - _INVPHI * (hi - lo), lo + _INVPHI * (hi - lo)
-    f1, f2 = _objective(x1, logC_k, U), _objective(x2, logC_k, U)
-    for _ in range(_GOLDEN_STEPS):
-        left = f1 < f2  # the minimum lies in [lo, x2]; else in [x1, hi]
-        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
-        x1, x2 = (np.where(left, hi - _INVPHI * (hi - lo), x2),
-                  np.where(left, x1, lo + _INVPHI * (hi - lo)))
-        f_new = _objective(np.where(left, x1, x2), logC_k, U)  # one new evaluation per step
-        f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
-    return 0.5 * (lo + hi), best
+    x = solve.golden_section(lambda v: _objective(v, logC_k, U), lo, hi, _GOLDEN_STEPS)
+    return x, best
 
 
 def _warnings(epochs, gap) -> tuple:

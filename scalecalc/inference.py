@@ -29,6 +29,7 @@ from typing import Mapping
 
 import numpy as np
 
+from scalecalc import solve
 from scalecalc.errors import InfeasibleTarget, UsageError
 
 SARDANA_MAX_TOKENS_PER_PARAM = 1e4  # Sardana et al. validated loss trends up to ~10,000 tokens/param
@@ -135,17 +136,13 @@ def _weights(mfu_train, mfu_inference, usd_per_flop_train, usd_per_flop_inferenc
 def _solve_q(alpha, beta, B, s, rho_T, k):
     """Root of h(q) on (0, q0] by bisection in log q; rho_T = ρ·k_inf·T (array)."""
     q0 = alpha / (alpha + beta)
-    lo = np.full(np.shape(rho_T), np.log(1e-300))
-    hi = np.full(np.shape(rho_T), np.log(q0))
-    for _ in range(_BISECT_STEPS):
-        mid = 0.5 * (lo + hi)
-        q = np.exp(mid)
-        inv_D = np.exp((np.log(s) + mid - np.log(B)) / beta)  # 1 / D_tr(q)
-        h = k * (1.0 - alpha * (1.0 - q) / (beta * q)) + rho_T * inv_D
-        up = h < 0  # root lies above mid
-        lo = np.where(up, mid, lo)
-        hi = np.where(up, hi, mid)
-    return np.where(rho_T > 0, np.exp(0.5 * (lo + hi)), q0)
+
+    def h(x):  # increasing in x = log q: very negative as q -> 0, rho_T / D_tr >= 0 at q0
+        inv_D = np.exp((np.log(s) + x - np.log(B)) / beta)  # 1 / D_tr(q)
+        return k * (1.0 - alpha * (1.0 - np.exp(x)) / (beta * np.exp(x))) + rho_T * inv_D
+
+    x = solve.bisect_increasing(h, np.zeros(np.shape(rho_T)), np.log(1e-300), np.log(q0), _BISECT_STEPS)
+    return np.where(rho_T > 0, np.exp(x), q0)
 
 
 def inference_optimal(

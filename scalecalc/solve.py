@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+import math
+
 import numpy as np
 
 Array = np.ndarray
+_INVPHI = (math.sqrt(5.0) - 1.0) / 2.0  # 1/golden ratio
 
 
 def bisect_increasing(f: Callable[[Array], Array], target: Array, lo: Array, hi: Array,
@@ -83,3 +86,22 @@ def minimize(f: Callable[[Array], Array], lo: Array, hi: Array, *, grid: int = 3
             inside = (curvature > 0) & (newton >= a) & (newton <= b)
             x = np.where(done, x, np.where(inside, newton, 0.5 * (a + b)))
     return x
+
+
+def golden_section(f: Callable[[Array], Array], lo: Array, hi: Array, steps: int = 55) -> Array:
+    """Minimise f element-wise on [lo, hi] by golden-section search (comparisons only).
+
+    For objectives with kinks or flat bottoms (e.g. the saturating repetition terms of
+    Muennighoff et al.), where a derivative is unreliable; accurate to ~sqrt(machine epsilon).
+    """
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    x1, x2 = hi - _INVPHI * (hi - lo), lo + _INVPHI * (hi - lo)
+    f1, f2 = f(x1), f(x2)
+    for _ in range(steps):
+        left = f1 < f2  # the minimum lies in [lo, x2]; else in [x1, hi]
+        hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
+        x1, x2 = (np.where(left, hi - _INVPHI * (hi - lo), x2),
+                  np.where(left, x1, lo + _INVPHI * (hi - lo)))
+        f_new = f(np.where(left, x1, x2))  # one new evaluation per step
+        f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
+    return 0.5 * (lo + hi)
