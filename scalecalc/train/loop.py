@@ -402,6 +402,16 @@ def _report(progress, event: str, cfg: RunConfig, step: int, max_steps: int, **f
                   "max_steps": max_steps, **fields})
 
 
+
+def _atomic_write(path, mode: str, write) -> None:
+    """Write ``path`` whole or not at all: a temp file beside it, fsync, then os.replace."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
 class _Checkpoint:
     """``<dir>/<run_id>.pt`` (model, optimizer, RNG states, step, running sums) and a JSON
     sidecar, both written to a temporary file, fsynced and renamed (atomic on POSIX)."""
@@ -420,19 +430,9 @@ class _Checkpoint:
                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "state": state}
-        tmp = self.path.with_suffix(".pt.tmp")
-        with open(tmp, "wb") as f:
-            torch.save(blob, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        _atomic_write(self.path, "wb", lambda f: torch.save(blob, f))
         meta = {"step": state["step"], "wall_time": state["wall"], "saved": time.time()}
-        tmp = self.sidecar.with_suffix(".json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.sidecar)
+        _atomic_write(self.sidecar, "w", lambda f: json.dump(meta, f))
 
     def load(self, model, optimizer, rng: np.random.Generator) -> dict:
         blob = torch.load(self.path, map_location="cpu", weights_only=False)
