@@ -151,7 +151,7 @@ class _Model:
     def __init__(self, law: Law, query: Query):
         self.law = law
         self.convention = flopslib.get_convention(query.flops or law.flops, "--flops").name
-        self.rule = query.shape_rule or _default_rule(law)
+        self.rule = query.shape_rule or shape_rule(law)
         self.k = LINEAR_FLOPS.get(self.convention) if law.params_kind != "flops_per_token" else None
         if law.params_kind == "flops_per_token" and self.convention == "deepseek":
             self.k = 1.0  # DeepSeek's M is FLOPs/token itself: C = M D
@@ -244,12 +244,14 @@ def _chinchilla_params(constants, c_over_k):
     return G * c_over_k ** (beta / (alpha + beta))
 
 
-def _default_rule(law: Law):
-    shape = dict(law.shape)
+def shape_rule(law: Law, *, vocab=None, seq_len=None, aspect_ratio=None):
+    """The continuous shape rule for ``law``: its file's ``shape:`` defaults, then ``flops.ShapeRule``'s,
+    each overridable (``--vocab``, ``--seq-len``, ``--aspect-ratio``)."""
+    shape, base = dict(law.shape), flopslib.ShapeRule()
     return flopslib.ShapeRule(
-        aspect_ratio=float(shape.get("aspect_ratio", flopslib.ShapeRule().aspect_ratio)),
-        vocab=int(shape.get("vocab", flopslib.ShapeRule().vocab)),
-        seq_len=int(shape.get("seq_len", flopslib.ShapeRule().seq_len)),
+        aspect_ratio=float(aspect_ratio or shape.get("aspect_ratio", base.aspect_ratio)),
+        vocab=int(vocab or shape.get("vocab", base.vocab)),
+        seq_len=int(seq_len or shape.get("seq_len", base.seq_len)),
     )
 
 

@@ -51,18 +51,6 @@ PLAN_COLUMNS = [
 ]
 
 
-def _rule(law, vocab, seq_len, aspect):
-    from scalecalc import flops
-
-    shape = dict(law.shape)
-    base = flops.ShapeRule()
-    return flops.ShapeRule(
-        aspect_ratio=float(aspect or shape.get("aspect_ratio", base.aspect_ratio)),
-        vocab=int(vocab or shape.get("vocab", base.vocab)),
-        seq_len=int(seq_len or shape.get("seq_len", base.seq_len)),
-    )
-
-
 def _budget(compute, params, tokens, loss, gpu_hours, usd, ratio, hw) -> tuple[str, "object"]:
     """Which query the options ask for, and its values; exactly one budget option is allowed."""
     import numpy as np
@@ -138,6 +126,7 @@ def plan_command(
     """
     from scalecalc.laws import load_law
     from scalecalc.planner import Query, plan
+    from scalecalc.planner import shape_rule as continuous_rule  # --shape-rule is a parameter here
     from scalecalc.quantities import parse_number
 
     law_obj = load_law(law)
@@ -146,7 +135,7 @@ def plan_command(
     query = Query(
         kind=kind, values=values, tokens_per_param=tokens_per_param, flops=flops,
         unique_tokens=parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None,
-        shape_rule=_rule(law_obj, vocab, seq_len, aspect_ratio),
+        shape_rule=continuous_rule(law_obj, vocab=vocab, seq_len=seq_len, aspect_ratio=aspect_ratio),
     )
     result = plan(law_obj, query)
     recipe = None
