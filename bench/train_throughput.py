@@ -3,7 +3,7 @@
 For tiny GPTs of about 0.1M, 1M and 5M parameters (byte vocabulary, SwiGLU/RoPE defaults) it
 prints, from one run:
 
-- tokens/s of ``scalecalc.train.loop.train_steps`` (the exact step ``calibrate run`` takes: numpy
+- tokens/s of ``scalecalc.calibration.loop.train_steps`` (the exact step ``calibrate run`` takes: numpy
   random windows from the token memmap, forward, backward, grad clip 1.0, AdamW) — or, if that
   module is missing, of a local copy of the step, and says so;
 - tokens/s of a minimal plain-PyTorch loop over an identical copy of the same model in the same
@@ -30,16 +30,16 @@ import time
 import numpy as np
 import torch
 
-from scalecalc.train.data import load_corpus
-from scalecalc.train.model import GPT, GPTConfig
+from scalecalc.calibration.data import load_corpus
+from scalecalc.calibration.model import GPT, GPTConfig
 
 try:
-    from scalecalc.train.loop import train_steps
+    from scalecalc.calibration.loop import train_steps
 
-    STEP_SOURCE = "scalecalc.train.loop.train_steps"
+    STEP_SOURCE = "scalecalc.calibration.loop.train_steps"
 except ImportError:  # the loop is written separately; time an equivalent local step instead
     train_steps = None
-    STEP_SOURCE = "local step (scalecalc.train.loop not importable)"
+    STEP_SOURCE = "local step (scalecalc.calibration.loop not importable)"
 
 # (name, n_layer, d_model, n_head): total parameters with the byte vocabulary ~0.12M, ~1.1M, ~5.2M
 SHAPES = [("0.1M", 2, 48, 2), ("1M", 4, 128, 4), ("5M", 6, 256, 4)]
@@ -77,7 +77,7 @@ def matmul_peak(device: str, n: int = 2048, reps: int = 5) -> float:
 
 def local_steps(model, opt, tokens, *, batch_size, seq_len, steps, rng, device, grad_clip=1.0, lr=None):
     """Stand-in for loop.train_steps when it is not importable: the same step, timed the same way."""
-    from scalecalc.train.data import get_batch
+    from scalecalc.calibration.data import get_batch
 
     _sync(device)
     t0 = time.perf_counter()

@@ -70,6 +70,10 @@ class StoreError(ScalecalcError):
 class MissingDependency(ScalecalcError):
     """An optional extra (torch, matplotlib) is needed but not installed."""
 
+    @classmethod
+    def for_extra(cls, module: str, extra: str) -> "MissingDependency":
+        return cls(f"{module} is not installed; install it with: pip install 'scalecalc[{extra}]'")
+
 
 def require(module: str, extra: str):
     """Import an optional dependency or raise :class:`MissingDependency` naming the extra."""
@@ -78,6 +82,4 @@ def require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MissingDependency(
-            f"{module} is not installed; install it with: pip install 'scalecalc[{extra}]'"
-        ) from None
+        raise MissingDependency.for_extra(module, extra) from None

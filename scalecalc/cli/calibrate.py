@@ -82,14 +82,14 @@ def run(
         scalecalc calibrate run quick-cpu --out runs/quick
         scalecalc calibrate run calibrate/workstation.yaml --out runs/ws --devices cuda:0,cuda:1
     """
-    from scalecalc.recipes import load_recipe
+    from scalecalc.calibration.recipe import load_recipe
 
     fmt = resolve_format(fmt, as_json)
     rec = load_recipe(recipe)  # recipe problems are reported before torch is imported
     from scalecalc.errors import require
 
     require("torch", "calibrate")
-    from scalecalc.train import sweep
+    from scalecalc.calibration import sweep
 
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
     if device_list is not None and not device_list:
@@ -219,7 +219,7 @@ def status(
         scalecalc calibrate status runs/quick
         scalecalc calibrate status runs/quick --json | jq '.[] | select(.status=="failed")'
     """
-    from scalecalc.store import Store
+    from scalecalc.calibration.store import Store
 
     fmt = resolve_format(fmt, as_json)
     with Store(out) as store:
@@ -237,7 +237,7 @@ def status(
 
 
 def _status_row(store, r) -> dict:
-    from scalecalc.recipes import RunConfig
+    from scalecalc.calibration.recipe import RunConfig
 
     pts = store.points(r.id)
     last = pts[-1] if pts else None
@@ -272,8 +272,8 @@ def fit(
         scalecalc calibrate fit runs/quick
         scalecalc plan --law runs/quick/law.yaml --compute 1e18
     """
-    from scalecalc.estimate import estimate
-    from scalecalc.store import Store
+    from scalecalc.calibration.estimate import estimate
+    from scalecalc.calibration.store import Store
 
     fmt = resolve_format(fmt, as_json)
     with Store(out) as store:
@@ -317,8 +317,8 @@ def report(
         scalecalc calibrate report runs/quick --plot runs/quick/figures
     """
     from scalecalc.errors import NotEnoughData
-    from scalecalc.estimate import estimate, heldout_check
-    from scalecalc.store import Store
+    from scalecalc.calibration.estimate import estimate, heldout_check
+    from scalecalc.calibration.store import Store
 
     fmt = resolve_format(fmt, as_json)
     with Store(out) as store:

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from scalecalc.errors import NotEnoughData
-from scalecalc.estimate import (KAPLAN_TABLE5, Curve, Estimate, contours, curves_from_store,
+from scalecalc.calibration.estimate import (KAPLAN_TABLE5, Curve, Estimate, contours, curves_from_store,
                                 fit_bcrit, fit_loss_n, fit_loss_n_e, loss_nsb, make_curve)
-from scalecalc.estimate.contour import Contour, first_reach, fit_contour
-from scalecalc.estimate.curves import smooth_log_loss
-from scalecalc.estimate.result import write_yaml
-from scalecalc.estimate.kaplan import b_crit, frontier, loss_n, loss_n_smin, optimal_params, s_min
+from scalecalc.calibration.estimate.contour import Contour, first_reach, fit_contour
+from scalecalc.calibration.estimate.curves import smooth_log_loss
+from scalecalc.calibration.estimate.result import write_yaml
+from scalecalc.calibration.estimate.kaplan import b_crit, frontier, loss_n, loss_n_smin, optimal_params, s_min
 
 T5 = KAPLAN_TABLE5
 PF_DAY = 8.64e19  # FLOPs (Kaplan §1.3)
@@ -257,7 +257,7 @@ def test_to_dict_is_json():
 # --- store adapter --------------------------------------------------------------------------
 
 def test_curves_from_store(tmp_path):
-    from scalecalc.store import Point, Store
+    from scalecalc.calibration.store import Point, Store
 
     store = Store(tmp_path, create=True)
     store.set_meta(recipe="unit")

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 from scalecalc.errors import DataError, MissingDependency, UnknownName, UsageError  # noqa: E402
-from scalecalc.train.data import (  # noqa: E402
+from scalecalc.calibration.data import (  # noqa: E402
     TokenData,
     default_val_tokens,
     fixed_eval_batches,

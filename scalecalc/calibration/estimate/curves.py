@@ -1,7 +1,7 @@
 """Learning curves as plain arrays, the input of every estimation step.
 
 The estimation math never sees the store or torch: it works on :class:`Curve` records, so the
-procedures can be tested on synthetic curves (``scalecalc.estimate.kaplan.synthetic_curves``).
+procedures can be tested on synthetic curves (``scalecalc.calibration.estimate.kaplan.synthetic_curves``).
 :func:`curves_from_store` is the only place that knows the store layout (CONTRACTS.md, Store API).
 """
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from scalecalc.errors import StoreError
-from scalecalc.store import Point, RunRecord, Store
+from scalecalc.calibration.store import Point, RunRecord, Store
 
 
 def _queue(path, n):
@@ -23,7 +23,7 @@ def _queue(path, n):
 
 _CLAIMER = """
 import json, sys, time
-from scalecalc.store import Store
+from scalecalc.calibration.store import Store
 got = []
 with Store(sys.argv[1]) as s:
     while (r := s.claim_next(sys.argv[2])) is not None:

@@ -2,8 +2,8 @@
 
 Library use::
 
-    from scalecalc.store import Store
-    from scalecalc.estimate import estimate, heldout_check
+    from scalecalc.calibration.store import Store
+    from scalecalc.calibration.estimate import estimate, heldout_check
     est = estimate(Store("runs/"), bootstrap=100, seed=0)
     law = est.to_law("my-corpus")          # mapping in the law-file format (yaml.safe_dump it)
     check = heldout_check(Store("runs/"))  # refit without the largest model, predict its curve

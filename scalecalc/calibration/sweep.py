@@ -4,7 +4,7 @@
 construction: runs are keyed by the hash of their configuration, done runs are skipped, an
 interrupted run continues from its checkpoint (``out_dir/checkpoints/<run_id>.pt``), and with
 ``devices=["cuda:0", "cuda:1"]`` one worker process per device claims runs from the store, which
-hands each run to exactly one worker (:meth:`scalecalc.store.Store.claim_next`).
+hands each run to exactly one worker (:meth:`scalecalc.calibration.store.Store.claim_next`).
 
 Nothing here prints: progress goes to an optional callback (the CLI draws it with rich on
 stderr), and the result is a :class:`SweepSummary`.
@@ -20,14 +20,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
-
-from scalecalc.errors import ScalecalcError, UsageError
-from scalecalc.recipes import RunConfig, SweepRecipe
-from scalecalc.store import Store, worker_id
-from scalecalc.train import data as data_mod
-from scalecalc.train.loop import (RunResult, autodetect_device, build_model, resolved_config,
+from scalecalc.errors import MissingDependency, ScalecalcError, UsageError
+from scalecalc.calibration.recipe import RunConfig, SweepRecipe
+from scalecalc.calibration.store import Store, worker_id
+from scalecalc.calibration import data as data_mod
+from scalecalc.calibration.loop import (RunResult, autodetect_device, build_model, resolved_config,
                                   train_run, train_steps, versions)
+
+try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
+    import torch
+except ImportError:
+    raise MissingDependency.for_extra("torch", "calibrate") from None
 
 Progress = Callable[[dict], None]
 
@@ -309,7 +312,7 @@ def _spawn_workers(out_dir: Path, ids, devices, store: Store, progress, kwargs) 
     import sys
 
     spec = json.dumps({"out": str(out_dir), "ids": list(ids), "kwargs": kwargs})
-    code = ("import sys; from scalecalc.train.sweep import _worker_main; "
+    code = ("import sys; from scalecalc.calibration.sweep import _worker_main; "
             "_worker_main(sys.argv[1], sys.argv[2])")
     procs = [subprocess.Popen([sys.executable, "-c", code, spec, dev]) for dev in devices]
     interrupted = False

@@ -1,6 +1,6 @@
 """One training run, top to bottom in the manner of nanoGPT's ``train.py``.
 
-``train_run(cfg, data)`` builds the model from a :class:`~scalecalc.recipes.RunConfig`, derives
+``train_run(cfg, data)`` builds the model from a :class:`~scalecalc.calibration.recipe.RunConfig`, derives
 the horizon from the budget, trains with AdamW and the configured schedule, evaluates on fixed
 validation batches at log-spaced and regular steps, streams each point into the results store
 as it happens, and returns a :class:`RunResult`. Nothing downstream parses logs.
@@ -29,12 +29,16 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
+from scalecalc.calibration.recipe import RunConfig
+from scalecalc.errors import MissingDependency
+from scalecalc.calibration.store import Point
+from scalecalc.calibration import data as data_mod
+from scalecalc.calibration.model import GPT, GPTConfig
 
-from scalecalc.recipes import RunConfig
-from scalecalc.store import Point
-from scalecalc.train import data as data_mod
-from scalecalc.train.model import GPT, GPTConfig
+try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
+    import torch
+except ImportError:
+    raise MissingDependency.for_extra("torch", "calibrate") from None
 
 CONVENTIONS = ("6nd", "kaplan", "head", "attention", "deepseek")  # recorded per run if known
 EVAL_SEQS = 16  # sequences per validation batch, the same for every run (comparable losses)
@@ -202,7 +206,7 @@ def train_run(cfg: RunConfig, data, *, store=None, checkpoint_dir: str | Path | 
     cfg : RunConfig
         The run (shape, optimiser, schedule, budget, seed).
     data : TokenData
-        From :func:`scalecalc.train.data.load_corpus`; ``train`` and ``val`` token arrays.
+        From :func:`scalecalc.calibration.data.load_corpus`; ``train`` and ``val`` token arrays.
     store : Store, optional
         Points are written to it as they happen (``INSERT OR IGNORE``: never duplicated).
     checkpoint_dir : path, optional

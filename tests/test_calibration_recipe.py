@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from scalecalc.errors import RecipeError
-from scalecalc.recipes import (
+from scalecalc.calibration.recipe import (
     RunConfig, beta2_rule, builtin_recipes, load_recipe, parse_recipe, shape_for_params,
 )
 

@@ -22,8 +22,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from scalecalc.errors import NotEnoughData
-from scalecalc.estimate import KAPLAN_TABLE5, estimate, heldout_check, synthetic_curves
-from scalecalc.estimate.kaplan import b_crit, loss_n
+from scalecalc.calibration.estimate import KAPLAN_TABLE5, estimate, heldout_check, synthetic_curves
+from scalecalc.calibration.estimate.kaplan import b_crit, loss_n
 
 T5 = KAPLAN_TABLE5
 SIZES = [1e5, 3e5, 1e6, 3e6, 1e7]
@@ -155,7 +155,7 @@ def test_heldout_check_needs_three_sizes():
 
 
 def test_store_round_trip_gives_the_same_estimate(tmp_path):
-    from scalecalc.store import Point, Store
+    from scalecalc.calibration.store import Point, Store
 
     curves = _curves(noise=0.005, seed=3, sizes=SIZES[::2], batches=BATCHES[::2])
     store = Store(tmp_path, create=True)
@@ -185,7 +185,7 @@ def test_store_round_trip_gives_the_same_estimate(tmp_path):
 
 def _isoflop_curves(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.37):
     """IsoFLOP runs from a Chinchilla law: 3 budgets x 7 sizes around the optimum, logged twice."""
-    from scalecalc.estimate import make_curve
+    from scalecalc.calibration.estimate import make_curve
 
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))  # Hoffmann eq. 4: N_opt = G (C/6)^a
     curves = []

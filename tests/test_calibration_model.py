@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from scalecalc import flops  # noqa: E402
 from scalecalc.errors import UnknownName, UsageError  # noqa: E402
-from scalecalc.train.model import GPT, GPTConfig  # noqa: E402
+from scalecalc.calibration.model import GPT, GPTConfig  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -190,11 +190,11 @@ def test_bad_options_are_refused():
 
 
 def test_missing_torch_names_the_extra():
-    # torch made unimportable in a fresh interpreter: importing scalecalc.train must say which extra
+    # torch made unimportable in a fresh interpreter: importing the training modules must say which extra
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from scalecalc.errors import MissingDependency\n"
-        "try:\n    import scalecalc.train.model\nexcept MissingDependency as err:\n    print(err)\n"
+        "try:\n    import scalecalc.calibration.model\nexcept MissingDependency as err:\n    print(err)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "torch is not installed; install it with: pip install 'scalecalc[calibrate]'"

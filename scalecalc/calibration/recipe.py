@@ -56,7 +56,7 @@ NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "swiglu")
 POSITIONS = ("learned", "rope")
 BUDGET_KEYS = ("tokens", "flops", "steps", "tokens_per_param")
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "calibrate"  # repo checkout
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "calibrate"  # repo checkout
 # installed copies of calibrate/*.yaml (pyproject data-files: <prefix>/share/scalecalc/recipes)
 INSTALLED_DIRS = tuple(Path(p) / "share" / "scalecalc" / "recipes" for p in dict.fromkeys((sys.prefix, site.USER_BASE or sys.prefix)))
 
@@ -205,7 +205,7 @@ class RunConfig:
         return sorted(s for s in steps if 0 <= s <= max_steps)
 
     def model_kwargs(self) -> dict:
-        """Keyword arguments for ``scalecalc.train.model.GPTConfig``."""
+        """Keyword arguments for ``scalecalc.calibration.model.GPTConfig``."""
         return dict(n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model,
                     vocab_size=self.vocab_size, seq_len=self.seq_len, d_ff=self.d_ff,
                     norm=self.norm, mlp=self.mlp, pos=self.pos, tied=self.tied)

@@ -4,7 +4,7 @@
 
 - ``meta``: key -> JSON value (schema version, recipe name and text, scalecalc version, corpus hash);
 - ``runs``: one row per run, keyed by the hash of its full configuration
-  (:attr:`scalecalc.recipes.RunConfig.run_id`), with its status
+  (:attr:`scalecalc.calibration.recipe.RunConfig.run_id`), with its status
   (``queued | running | done | diverged | failed``), device, library versions, corpus hash,
   parameter counts by group, FLOPs per token by convention, error and times;
 - ``points``: the learning curves, one row per (run, step), never duplicated.

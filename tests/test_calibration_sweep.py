@@ -23,8 +23,8 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from scalecalc.cli import app  # noqa: E402
-from scalecalc.recipes import RunConfig, parse_recipe  # noqa: E402
-from scalecalc.store import Store  # noqa: E402
+from scalecalc.calibration.recipe import RunConfig, parse_recipe  # noqa: E402
+from scalecalc.calibration.store import Store  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -106,7 +106,7 @@ def test_tiny_sweep_end_to_end_through_the_cli(tmp_path):
             assert [p.step for p in pts] == cfg.eval_steps(rec.config["max_steps"])
             assert pts[-1].val_loss < pts[0].val_loss < math.log(256) + 0.5
             assert rec.params["total"] == sum(
-                p.numel() for p in __import__("scalecalc.train.loop", fromlist=["x"])
+                p.numel() for p in __import__("scalecalc.calibration.loop", fromlist=["x"])
                 .build_model(cfg).parameters())
             assert pts[-1].tokens == rec.config["max_steps"] * cfg.batch_size * cfg.seq_len
             assert pts[-1].flops == pytest.approx(pts[-1].tokens * rec.flops_per_token["6nd"])
@@ -155,7 +155,7 @@ def test_ctrl_c_then_sigkill_resume_to_the_uninterrupted_result(tmp_path):
     cmd = [sys.executable, "-m", "scalecalc", "calibrate", "run", str(recipe), "--device", "cpu",
            "--threads", "1", "--checkpoint-steps", "25", "--json", "--out"]
     # warm the corpus cache so the stopped processes spend their time training
-    subprocess.run([sys.executable, "-c", "from scalecalc.train.data import load_corpus; "
+    subprocess.run([sys.executable, "-c", "from scalecalc.calibration.data import load_corpus; "
                     "load_corpus(None, max_bytes=1000000)"], check=True)
     first, second = (c.run_id for c in parse_recipe(__import__("yaml").safe_load(RESUME)).runs())
     # Ctrl-C: the run checkpoints at the next step, goes back to the queue, exit code 130
@@ -267,7 +267,7 @@ def test_missing_torch_is_one_line_with_the_install_hint(tmp_path):
 
 
 def test_learning_rate_schedules():
-    from scalecalc.train.loop import get_lr
+    from scalecalc.calibration.loop import get_lr
 
     base = dict(n_layer=1, n_head=1, d_model=16, lr=1.0, min_lr_frac=0.1)
     cos = RunConfig(**base, schedule="cosine")

@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from scalecalc.errors import DataError, MissingDependency, UnknownName, UsageError
+
+try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
+    import torch
+except ImportError:
+    raise MissingDependency.for_extra("torch", "calibrate") from None
 
 CACHE_VERSION = 1  # bump when the cache layout or the tokenisation of a source changes
 TOKENIZERS = ("bytes", "tiktoken:<encoding>")

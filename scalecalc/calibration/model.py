@@ -29,12 +29,15 @@ import inspect
 import math
 from dataclasses import dataclass
 
-import torch
-import torch.nn as nn
-from torch.nn import functional as F
-
-from scalecalc.errors import UnknownName, UsageError
+from scalecalc.errors import MissingDependency, UnknownName, UsageError
 from scalecalc.flops import MLPS, NORMS, Arch, param_counts, swiglu_ffn, training_flops_per_token
+
+try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
+    import torch
+    import torch.nn as nn
+    from torch.nn import functional as F
+except ImportError:
+    raise MissingDependency.for_extra("torch", "calibrate") from None
 
 POSITIONS = ("rope", "learned")  # flops.POSITIONS also has "relative" (Transformer-XL), not built here
 
