@@ -132,3 +132,48 @@ def test_builtin_recipes_load(name):
 def test_unknown_recipe_name_lists_the_builtins():
     with pytest.raises(RecipeError, match="quick-cpu"):
         load_recipe("no-such-recipe")
+
+
+def test_size_rules_scale_lr_and_batch_with_non_embedding_params(tmp_path):
+    from scalecalc.flops import param_counts
+
+    path = _write(tmp_path, """
+name: rules
+mlp: gelu
+head_dim: 16
+lr: {value: 5e-3, at_params: 147904, exponent: -0.18}
+sweeps:
+  - shapes: [{d_model: 32, n_layer: 2}, {d_model: 64, n_layer: 3}, {d_model: 128, n_layer: 4}]
+    batch_size: {value: 16, at_params: 147904, exponent: 0.5}
+    tokens: 1e6
+""")
+    runs = load_recipe(path).runs()
+    for r in runs:
+        n = param_counts(r.arch())["non_embedding"]
+        assert r.lr == pytest.approx(5e-3 * (n / 147904) ** -0.18, rel=1e-12)
+        assert r.batch_size == max(1, round(16 * (n / 147904) ** 0.5))
+        assert r.beta2 == beta2_rule(r.batch_size)  # beta2 follows the resolved batch size
+    mid = next(r for r in runs if r.d_model == 64)
+    assert (mid.lr, mid.batch_size) == (5e-3, 16)  # the reference size gets the reference values
+    assert runs[0].lr > mid.lr > runs[-1].lr and runs[0].batch_size < 16 < runs[-1].batch_size
+
+
+def test_size_rule_gives_the_same_run_as_the_number_it_resolves_to(tmp_path):
+    rule = {"value": 3e-3, "at_params": 1.0, "exponent": 0.0}  # the sweep's own lr, 3e-3
+    ruled = parse_recipe({**BASE, "sweeps": [{**BASE["sweeps"][0], "lr": rule}]})
+    plain = parse_recipe(BASE)
+    assert [r.run_id for r in ruled.runs()] == [r.run_id for r in plain.runs()]
+    steeper = parse_recipe({**BASE, "sweeps": [{**BASE["sweeps"][0], "lr": {**rule, "exponent": -0.1}}]})
+    assert [r.run_id for r in steeper.runs()] != [r.run_id for r in plain.runs()]
+
+
+@pytest.mark.parametrize("rule,message", [
+    ({"value": 5e-3, "at_params": 1e5}, "needs exactly the keys value, at_params, exponent"),
+    ({"value": 5e-3, "at_params": 1e5, "exponent": -0.2, "floor": 1}, "needs exactly the keys"),
+    ({"value": -1, "at_params": 1e5, "exponent": -0.2}, "value and at_params must be > 0"),
+    ({"value": 5e-3, "at_params": "big", "exponent": -0.2}, "is not a number"),
+])
+def test_bad_size_rules_are_refused_with_the_key(rule, message):
+    with pytest.raises(RecipeError, match=message) as info:
+        parse_recipe({**BASE, "sweeps": [{**BASE["sweeps"][0], "lr": rule}]})
+    assert "lr" in str(info.value)

@@ -30,9 +30,10 @@ def test_every_optimum_spends_its_budget(log_c, law, flops):
 
 
 @settings(max_examples=30, deadline=None)
-@given(log_c=st.lists(log_compute, min_size=2, max_size=10, unique=True), law=st.sampled_from(LAWS),
-       flops=st.sampled_from([None, "6nd", "attention", "head"]))
+@given(log_c=st.lists(log_compute, min_size=2, max_size=10, unique_by=lambda x: round(x, 3)),
+       law=st.sampled_from(LAWS), flops=st.sampled_from([None, "6nd", "attention", "head"]))
 def test_optimum_is_monotone_in_compute(log_c, law, flops):
+    # budgets at least ~0.1% apart: the numeric optimum is exact to ~1e-9, not to one ulp of C
     c = np.sort(10.0 ** np.asarray(log_c))
     r = _plan(law, "compute", c, flops=flops)
     assert np.all(np.diff(r.params) > 0)

@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 from scalecalc.errors import MissingDependency, UnknownName, UsageError
+from scalecalc.calibration.recipe import POSITIONS, RunConfig
 from scalecalc.flops import MLPS, NORMS, Arch, param_counts, swiglu_ffn, training_flops_per_token
 
 try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
@@ -39,20 +40,21 @@ try:  # the calibrate extra: without it, one line naming the extra rather than a
 except ImportError:
     raise MissingDependency.for_extra("torch", "calibrate") from None
 
-POSITIONS = ("rope", "learned")  # flops.POSITIONS also has "relative" (Transformer-XL), not built here
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 256  # tokens; 256 for the default byte tokenizer
-    seq_len: int = 256  # context length T (block size); RoPE tables and learned positions span it
+    """The model's hyperparameters; the defaults shared with a run are :class:`RunConfig`'s."""
+
+    vocab_size: int = RunConfig.vocab_size  # tokens; 256 for the default byte tokenizer
+    seq_len: int = RunConfig.seq_len  # context length T (block size); RoPE tables and learned positions span it
     n_layer: int = 4  # number of transformer blocks l
     n_head: int = 4  # attention heads; head_dim = d_model // n_head
     d_model: int = 128  # residual stream width d
     d_ff: int | None = None  # MLP hidden width; None: flops.swiglu_ffn(d) (OpenLM rule) for SwiGLU, 4d for GELU
-    norm: str = "layernorm"  # "layernorm" (gain-only when bias=False, as OpenLM) or "rmsnorm"
-    mlp: str = "swiglu"  # "swiglu" (OpenLM, Llama) or "gelu" (GPT-2)
-    pos: str = "rope"  # "rope" (rotary, no parameters) or "learned" (GPT-2 position table)
-    tied: bool = False  # share the token embedding with the output head (GPT-2) or not (OpenLM)
+    norm: str = RunConfig.norm  # "layernorm" (gain-only when bias=False, as OpenLM) or "rmsnorm"
+    mlp: str = RunConfig.mlp  # "swiglu" (OpenLM, Llama) or "gelu" (GPT-2)
+    pos: str = RunConfig.pos  # "rope" (rotary, no parameters) or "learned" (GPT-2 position table)
+    tied: bool = RunConfig.tied  # share the token embedding with the output head (GPT-2) or not (OpenLM)
     bias: bool = False  # biases in Linear layers and LayerNorms; False as OpenLM and nanoGPT's advice
     rope_base: float = 10000.0  # RoPE frequency base theta (RoFormer eq 15)
     norm_eps: float = 1e-5  # epsilon inside the norms (OpenLM and torch default)

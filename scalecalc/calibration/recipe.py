@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from scalecalc.errors import RecipeError
+from scalecalc.flops import MLPS, NORMS, POSITIONS
 
 # Porian et al. 2024 (REFERENCE §5.4): beta2 = 0.95 is suboptimal at batch sizes <= 128
 # sequences; "tuning AdamW beta2 is essential at lower batch sizes" -> 0.99 there.
@@ -52,9 +53,9 @@ BETA2_SMALL_BATCH = 0.99
 BETA2_LARGE_BATCH = 0.95
 
 SCHEDULES = ("constant", "cosine", "wsd")
-NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "swiglu")
-POSITIONS = ("learned", "rope")
+# the architectures the tiny GPT builds: scalecalc.flops counts these and relative positions
+# (Transformer-XL, for Chinchilla's shapes), which the GPT does not build
+POSITIONS = tuple(p for p in POSITIONS if p != "relative")
 BUDGET_KEYS = ("tokens", "flops", "steps", "tokens_per_param")
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "calibrate"  # repo checkout
 # installed copies of calibrate/*.yaml (pyproject data-files: <prefix>/share/scalecalc/recipes)
@@ -95,6 +96,24 @@ class Horizon:
     tokens: float
     flops: float
     tokens_per_param: float
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """A setting that scales with model size: ``value * (N / at_params) ** exponent``.
+
+    N is the run's non-embedding parameter count (Kaplan's N, :func:`scalecalc.flops.param_counts`).
+    A recipe writes it as a mapping, e.g. ``lr: {value: 5e-3, at_params: 148e3, exponent: -0.18}``
+    (the peak learning rate falls as N^-0.18 from 5e-3 at 148K parameters). For ``batch_size`` the
+    result is rounded to a whole number of sequences (at least 1).
+    """
+
+    value: float
+    at_params: float
+    exponent: float
+
+    def at(self, n_params: float) -> float:
+        return self.value * (n_params / self.at_params) ** self.exponent
 
 
 @dataclass(frozen=True)
@@ -303,8 +322,8 @@ _SETTINGS: dict[str, tuple[Any, bool]] = {
     "data": ("paths", False),
     "tokenizer": ("str", False),
     "data_max_bytes": ("int", False),
-    "batch_size": ("int", True),
-    "lr": ("float", True),
+    "batch_size": ("int_or_rule", True),
+    "lr": ("float_or_rule", True),
     "beta1": ("float", False),
     "beta2": ("float", False),
     "weight_decay": ("float", False),
@@ -325,6 +344,7 @@ _SETTINGS: dict[str, tuple[Any, bool]] = {
     "seed": ("int", True),
 }
 _TOP = {"name", "description", "sweeps"}
+_RULE_KEYS = ("value", "at_params", "exponent")
 _SHAPE_KEYS = {"d_model", "n_layer", "n_head", "d_ff"}
 _NONNEG = {"weight_decay", "warmup_tokens", "warmup_steps", "min_lr_frac", "cooldown_frac",
            "eval_interval", "eval_points", "seed", "grad_clip"}
@@ -432,9 +452,9 @@ def _check_sweep(s: dict, label: str, errors: list[str]) -> dict:
             errors.append(f"{label}: {key!r} is an empty list")
             continue
         coerced = [_coerce(v, kind, f"{label}: {key}", errors) for v in values]
-        if key not in _NONNEG and kind in ("int", "float"):
+        if key not in _NONNEG and kind in ("int", "float", "int_or_rule", "float_or_rule"):
             for v in coerced:
-                if v is not None and v <= 0:
+                if isinstance(v, (int, float)) and v <= 0:
                     errors.append(f"{label}: {key} must be > 0, got {v!r}")
         elif key in _NONNEG:
             for v in coerced:
@@ -472,13 +492,8 @@ def _coerce(v: Any, kind: Any, label: str, errors: list[str]) -> Any:
             if v not in kind:
                 raise ValueError(f"must be one of {', '.join(kind)}")
             return v
-        if kind == "float":
-            return _number(v)
-        if kind == "int":
-            x = _number(v)
-            if x != int(x):
-                raise ValueError("must be a whole number")
-            return int(x)
+        if kind in ("float", "int"):
+            return _coerce_number(v, whole=kind == "int")
         if kind == "bool":
             if not isinstance(v, bool):
                 raise ValueError("must be true or false")
@@ -496,10 +511,33 @@ def _coerce(v: Any, kind: Any, label: str, errors: list[str]) -> Any:
             return tuple(items)
         if kind == "shapes":
             return _shape(v)
+        if kind in ("float_or_rule", "int_or_rule"):
+            if isinstance(v, dict):
+                return _size_rule(v)
+            return _coerce_number(v, whole=kind == "int_or_rule")
     except (ValueError, TypeError) as exc:
         errors.append(f"{label}: {v!r} {exc}")
         return None
     raise AssertionError(kind)
+
+
+def _coerce_number(v: Any, *, whole: bool) -> float | int:
+    x = _number(v)
+    if not whole:
+        return x
+    if x != int(x):
+        raise ValueError("must be a whole number")
+    return int(x)
+
+
+def _size_rule(v: dict) -> SizeRule:
+    if set(v) != set(_RULE_KEYS):
+        raise ValueError(f"a size rule needs exactly the keys {', '.join(_RULE_KEYS)} "
+                         "(e.g. {value: 5e-3, at_params: 148e3, exponent: -0.18})")
+    rule = SizeRule(**{k: _number(v[k]) for k in _RULE_KEYS})
+    if rule.value <= 0 or rule.at_params <= 0:
+        raise ValueError("value and at_params must be > 0")
+    return rule
 
 
 def _number(v: Any) -> float:
@@ -546,37 +584,64 @@ def _shape(v: Any) -> dict:
 # Expansion
 
 
+# Recipe settings copied into RunConfig as they are; the others are translated by _expand
+# (shape, budget, data paths, warmup_steps, beta2 and the size rules).
+_COPIED = ("d_ff", "seq_len", "norm", "mlp", "pos", "tied", "tokenizer", "data_max_bytes", "beta1",
+           "weight_decay", "grad_clip", "min_lr_frac", "cooldown_frac", "warmup_tokens",
+           "flops_convention", "eval_interval", "eval_points", "eval_batches")
+_RUN_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}  # the one place defaults live
+
+
 def _expand(s: dict) -> list[RunConfig]:
+    """One sweep's grid: shapes x batch sizes x learning rates x budgets x schedules x seeds.
+
+    Settings the sweep leaves out take :class:`RunConfig`'s defaults. Size rules (``lr``,
+    ``batch_size`` given as ``{value, at_params, exponent}``) are resolved with each shape's
+    non-embedding parameter count; beta2 follows :func:`beta2_rule` of the resolved batch size
+    unless the recipe sets it.
+    """
     budget_kind = next(k for k in BUDGET_KEYS if k in s)
-    vocab = s.get("vocab_size") or _vocab_size(s.get("tokenizer", "bytes"))
+    tokenizer = s.get("tokenizer", _RUN_DEFAULTS["tokenizer"])
+    vocab = int(s.get("vocab_size") or _vocab_size(tokenizer))
+    copied = {k: s[k] for k in _COPIED if k in s}
+    schedules = s.get("schedule", [_RUN_DEFAULTS["schedule"]])
     out = []
-    schedules = s.get("schedule", ["cosine"])
     for shape, bs, lr, budget, schedule, seed in itertools.product(
         _shapes(s, vocab), s["batch_size"], s["lr"], s[budget_kind], schedules, s["seed"]
     ):
-        d, l = shape["d_model"], shape["n_layer"]
-        n_head = shape.get("n_head") or s.get("n_head") or max(1, d // s["head_dim"])
-        if d % n_head or (s.get("pos", "rope") == "rope" and (d // n_head) % 2):
-            raise RecipeError(f"shape d_model={d}: must split into n_head={n_head} heads (of "
-                              f"even width for rope); set n_head or head_dim to fit d_model")
-        out.append(RunConfig(
-            n_layer=l, n_head=n_head, d_model=d, d_ff=shape.get("d_ff", s.get("d_ff")),
-            vocab_size=int(vocab), seq_len=s.get("seq_len", 128),
-            norm=s.get("norm", "layernorm"), mlp=s.get("mlp", "swiglu"),
-            pos=s.get("pos", "rope"), tied=s.get("tied", False),
-            data=_abs_paths(s.get("data")), tokenizer=s.get("tokenizer", "bytes"),
-            data_max_bytes=s.get("data_max_bytes"),
-            batch_size=bs, lr=lr, beta1=s.get("beta1", 0.9),
-            beta2=s["beta2"] if s.get("beta2") is not None else beta2_rule(bs),
-            weight_decay=s.get("weight_decay", 0.1), grad_clip=s.get("grad_clip", 1.0),
-            schedule=schedule, min_lr_frac=s.get("min_lr_frac", 0.1),
-            cooldown_frac=s.get("cooldown_frac", 0.2), warmup_tokens=s.get("warmup_tokens"),
-            fixed_warmup_steps=s.get("warmup_steps"), budget_kind=budget_kind, budget_amount=float(budget),
-            flops_convention=s.get("flops_convention", "6nd"),
-            eval_interval=s.get("eval_interval", 100), eval_points=s.get("eval_points", 16),
-            eval_batches=s.get("eval_batches", 4), seed=seed,
-        ))
+        cfg = RunConfig(
+            **{**copied, "d_ff": shape.get("d_ff", copied.get("d_ff"))},
+            n_layer=shape["n_layer"], d_model=shape["d_model"], n_head=_heads(shape, s),
+            vocab_size=vocab, data=_abs_paths(s.get("data")),
+            fixed_warmup_steps=s.get("warmup_steps"), budget_kind=budget_kind,
+            budget_amount=float(budget), schedule=schedule, seed=seed,
+        )
+        out.append(_resolve_rules(cfg, bs, lr, s.get("beta2")))
     return out
+
+
+def _heads(shape: dict, s: dict) -> int:
+    d = shape["d_model"]
+    n_head = shape.get("n_head") or s.get("n_head") or max(1, d // s["head_dim"])
+    if d % n_head or (s.get("pos", _RUN_DEFAULTS["pos"]) == "rope" and (d // n_head) % 2):
+        raise RecipeError(f"shape d_model={d}: must split into n_head={n_head} heads (of "
+                          f"even width for rope); set n_head or head_dim to fit d_model")
+    return n_head
+
+
+def _resolve_rules(cfg: RunConfig, batch_size, lr, beta2) -> RunConfig:
+    """``cfg`` with its batch size and learning rate (numbers or :class:`SizeRule`) resolved."""
+    n = None
+    if isinstance(batch_size, SizeRule) or isinstance(lr, SizeRule):
+        from scalecalc.flops import param_counts
+
+        n = param_counts(cfg.arch())["non_embedding"]
+    if isinstance(batch_size, SizeRule):
+        batch_size = max(1, round(batch_size.at(n)))
+    if isinstance(lr, SizeRule):
+        lr = lr.at(n)
+    return replace(cfg, batch_size=int(batch_size), lr=float(lr),
+                   beta2=beta2 if beta2 is not None else beta2_rule(batch_size))
 
 
 def _abs_paths(paths):

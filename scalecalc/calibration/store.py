@@ -24,6 +24,7 @@ import socket
 import sqlite3
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Iterable
 
@@ -31,16 +32,28 @@ from scalecalc.errors import StoreError
 
 SCHEMA_VERSION = 1
 FILENAME = "results.sqlite"
-STATUSES = ("queued", "running", "done", "diverged", "failed")
+
+
+class RunStatus(str, Enum):
+    """Where a run stands; the SQL CHECK constraint, the sweep and ``calibrate status`` use these."""
+
+    QUEUED = "queued"  # waiting for a worker (also a run interrupted mid-way: it resumes)
+    RUNNING = "running"  # claimed by a worker
+    DONE = "done"  # trained to its horizon
+    DIVERGED = "diverged"  # NaN or exploding loss: kept, excluded from fits
+    FAILED = "failed"  # an error other than divergence (message in ``error``)
+
+
+STATUSES = tuple(s.value for s in RunStatus)
 STALE_AFTER_S = 900.0  # a worker silent this long (no points, no heartbeat) is presumed dead
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     config TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'queued'
-        CHECK (status IN ('queued', 'running', 'done', 'diverged', 'failed')),
+        CHECK (status IN ({", ".join(repr(x) for x in STATUSES)})),
     device TEXT,
     versions TEXT,
     corpus_hash TEXT,

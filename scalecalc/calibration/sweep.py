@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from scalecalc.errors import MissingDependency, ScalecalcError, UsageError
 from scalecalc.calibration.recipe import RunConfig, SweepRecipe
-from scalecalc.calibration.store import Store, worker_id
+from scalecalc.calibration.store import STATUSES, Store, worker_id
 from scalecalc.calibration import data as data_mod
 from scalecalc.calibration.loop import (RunResult, autodetect_device, build_model, resolved_config,
                                   train_run, train_steps, versions)
@@ -182,7 +182,7 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
 
 def _counts(store: Store, ids: list[str]) -> dict:
     wanted = set(ids)
-    out = {s: 0 for s in ("queued", "running", "done", "diverged", "failed")}
+    out = dict.fromkeys(STATUSES, 0)
     for r in store.runs():
         if r.id in wanted:
             out[r.status] += 1
