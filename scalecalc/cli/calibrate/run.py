@@ -1,0 +1,188 @@
+"""``scalecalc calibrate run``: train a recipe's runs into OUT/results.sqlite, with progress on stderr."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from scalecalc.cli.calibrate.common import OutOption, calibrate_app, hms
+from scalecalc.cli.common import (
+    Column,
+    FormatOption,
+    JsonOption,
+    OutputFormat,
+    emit,
+    resolve_format,
+    stderr_console,
+)
+from scalecalc.errors import UsageError
+from scalecalc.quantities import format_count, format_sci
+
+
+@calibrate_app.command("run")
+def run(
+    recipe: Annotated[str, typer.Argument(help="Recipe file, or a built-in name: quick-cpu, "
+                                          "workstation, isoflop, batch-size.")],
+    out: OutOption,
+    device: Annotated[str, typer.Option("--device", help="auto (cuda, mps, cpu), cpu, cuda, "
+                                        "cuda:N or mps.")] = "auto",
+    devices: Annotated[Optional[str], typer.Option(
+        "--devices", help="Several devices, comma-separated (cuda:0,cuda:1): one worker "
+        "process each.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option(
+        "--data", help="Corpus: text files, folders, globs, .bin (uint16) or .npy; repeatable. "
+        "Default: the recipe's, else the Python standard library's source.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(
+        "--tokenizer", help="bytes or tiktoken:<encoding> (default: the recipe's, else bytes).")
+    ] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="CPU threads for torch (1 avoids contention on a busy "
+        "machine).")] = None,
+    checkpoint_steps: Annotated[Optional[int], typer.Option(
+        "--checkpoint-steps", min=1, help="Also checkpoint every this many steps (default: "
+        "every 3 minutes only).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the runs with N, D, FLOPs and a time estimated from a few "
+        "measured steps; train nothing.")] = False,
+    fmt: FormatOption = OutputFormat.table,
+    as_json: JsonOption = False,
+) -> None:
+    """Train every run of RECIPE not yet done, streaming curves into OUT/results.sqlite.
+
+    Rerunning the same command resumes: done runs are skipped and an interrupted run continues
+    from its last checkpoint. Ctrl-C checkpoints and exits with code 130.
+
+    Example:
+        scalecalc calibrate run quick-cpu --out runs/quick
+        scalecalc calibrate run calibrate/workstation.yaml --out runs/ws --devices cuda:0,cuda:1
+    """
+    from scalecalc.calibration.recipe import load_recipe
+
+    fmt = resolve_format(fmt, as_json)
+    rec = load_recipe(recipe)  # recipe problems are reported before torch is imported
+    from scalecalc.errors import require
+
+    require("torch", "calibrate")
+    from scalecalc.calibration import sweep
+
+    device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+    if device_list is not None and not device_list:
+        raise UsageError("--devices: give one or more devices, e.g. cuda:0,cuda:1")
+    if dry_run:
+        rows = sweep.plan_sweep(rec, device=device, out_dir=out, data=data, tokenizer=tokenizer,
+                                threads=threads)
+        _render_plan(rows, rec.name, fmt)
+        return
+    console = stderr_console()
+    with _ProgressView(console) as view:
+        summary = sweep.run_sweep(rec, out, device=device, devices=device_list, data=data,
+                                  tokenizer=tokenizer, compile=compile, progress=view,
+                                  checkpoint_every_steps=checkpoint_steps, threads=threads)
+    _render_summary(summary, fmt)
+    if summary.interrupted:
+        console.print("interrupted: progress is checkpointed; rerun the same command to resume")
+        raise typer.Exit(130)
+
+
+def _render_plan(rows, recipe: str, fmt: OutputFormat) -> None:
+    from dataclasses import asdict
+
+    dicts = [asdict(r) for r in rows]
+    total = sum(r.seconds or 0 for r in rows)
+    emit(dicts, [
+        Column("run", "run_id", justify="left"), Column("sweep", "sweep", justify="left"),
+        Column("layers", "n_layer"), Column("d_model", "d_model"),
+        Column("batch", "batch_size"), Column("lr", "lr", lambda x: f"{x:g}"),
+        Column("N", "N", format_count), Column("N_non_emb", "N_non_embedding", format_count),
+        Column("D", "D", format_count), Column("FLOPs", "C", format_sci),
+        Column("steps", "steps"), Column("D/N", "tokens_per_param", lambda x: f"{x:.3g}"),
+        Column("est. time", "seconds", hms), Column("status", "status", justify="left"),
+    ], fmt, title=f"{recipe}: {len(rows)} runs, estimated {hms(total)} in all", single=False)
+
+
+def _render_summary(summary, fmt: OutputFormat) -> None:
+    row = {"out_dir": summary.out_dir, "recipe": summary.recipe,
+           "devices": list(summary.devices), "total": summary.total, **summary.counts,
+           "wall_time": summary.wall_time, "interrupted": summary.interrupted}
+    emit([row], [
+        Column("recipe", "recipe", justify="left"), Column("runs", "total"),
+        Column("done", "done"), Column("diverged", "diverged"), Column("failed", "failed"),
+        Column("queued", "queued"), Column("wall time", "wall_time", hms),
+    ], fmt, title=f"sweep in {summary.out_dir}", single=True)
+
+
+class _ProgressView:
+    """Draws sweep events on stderr: a rich live progress on a terminal, one line per run
+    otherwise (logs, CI)."""
+
+    def __init__(self, console):
+        self.console = console
+        self.live = console.is_terminal
+        self.total, self.finished = 0, 0
+        self.progress = None
+
+    def __enter__(self):
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[info]}"), console=self.console,
+                                     transient=False)
+            self.progress.__enter__()
+            self.sweep_task = self.progress.add_task("sweep", total=None, info="")
+            self.run_task = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+        return False
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "device":
+            self.console.print(f"device: {', '.join(event['devices'])}")
+        elif kind == "sweep":
+            c = event["counts"]
+            self.total = event["total"]
+            self.finished = c["done"] + c["diverged"] + c["failed"]
+            if self.progress is not None:
+                self.progress.update(self.sweep_task, total=self.total, completed=self.finished)
+            elif "recipe" in event:
+                self.console.print(f"{event['recipe']}: {self.total} runs, {self.finished} "
+                                   f"finished, {self.total - self.finished} to train")
+        elif kind == "start":
+            resumed = f", resumed at step {event['resumed']}" if event.get("resumed") else ""
+            msg = (f"run {event['label']} ({event['run_id']}): N={format_count(event['N'])} "
+                   f"D={format_count(event['D'])} D/N={event['tokens_per_param']:.3g} "
+                   f"steps={event['max_steps']} warmup={event['warmup_steps']}{resumed}")
+            if self.progress is not None:
+                if self.run_task is not None:
+                    self.progress.remove_task(self.run_task)
+                self.run_task = self.progress.add_task(event["label"], total=event["max_steps"],
+                                                       completed=event["step"], info="")
+            else:
+                self.console.print(msg)
+        elif kind == "step" and self.progress is not None and self.run_task is not None:
+            val = f" val {event['val_loss']:.3f}" if event.get("val_loss") else ""
+            self.progress.update(self.run_task, completed=event["step"],
+                                 info=f"{event['tokens_per_s']:,.0f} tok/s loss "
+                                      f"{event['loss']:.3f}{val}")
+        elif kind == "run":
+            self.finished += 1
+            if self.progress is not None:
+                self.progress.update(self.sweep_task, completed=self.finished)
+            loss = f" loss {event['final_loss']:.4f}" if event.get("final_loss") else ""
+            took = f" in {hms(event['wall_time'])}" if event.get("wall_time") else ""
+            err = f": {event['error']}" if event.get("error") else ""
+            self.console.print(f"[{self.finished}/{self.total}] {event['label']} "
+                               f"{event['status']}{loss}{took}{err}", highlight=False)
