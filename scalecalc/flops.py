@@ -30,7 +30,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ __all__ = [
     "LLAMA3_FACTOR", "CHINCHILLA_A9", "PORIAN_SHAPES",
     "get_convention", "param_counts", "n_params", "itemize", "chinchilla_appendix_f",
     "training_flops_per_token", "width_counts", "flops_per_token", "width_for_params",
-    "shape_for_params", "convert_params", "design_shape", "shape_deviation", "from_hf_config",
+    "shape_for_params", "convert_params", "design_shape", "search_shape", "shape_deviation", "from_hf_config",
     "swiglu_ffn", "FlopsReport", "describe",
 ]
 
@@ -684,9 +684,40 @@ def _width_grid(lo: float, hi: float, coarse_from: int | None = None) -> list[in
     return inside or [min(grid, key=lambda d: abs(math.log(d / lo)))]
 
 
+def search_shape(N: float, n_kind: str, make: Callable[[int, int], Arch], widths: Iterable[int], *,
+                 aspect_ratio: float, tolerance: float) -> tuple[Arch, bool]:
+    """The (d_model, n_layer) shape closest to ``aspect_ratio`` among those within ``tolerance``.
+
+    ``make(d, n_layer)`` builds a candidate for each width in ``widths``; the count is linear in
+    depth at a fixed width, so the depths within ``tolerance`` of N (relative, symmetric in log)
+    are known in closed form and only the best of them is built. Returns the shape and whether it
+    fits; when none fits, the shape nearest to N. The planner's shape block uses a 2% tolerance on
+    a grid of multiples of 64/128 (:func:`design_shape`); calibration recipes a 10% tolerance on
+    multiples of the head width (tiny models: one layer is a large step in N).
+    """
+    limit = math.log1p(tolerance)
+    best, best_key = None, None
+    for d in widths:
+        n1, n2 = n_params(make(d, 1), n_kind), n_params(make(d, 2), n_kind)
+        per_layer, base = n2 - n1, 2 * n1 - n2
+        exact = (N - base) / per_layer
+        lo = max(1, math.ceil((N * math.exp(-limit) - base) / per_layer))
+        hi = math.floor((N * math.exp(limit) - base) / per_layer)
+        depths = {max(1, math.floor(exact)), max(1, math.ceil(exact))}
+        if hi >= lo:  # the fitting depth nearest the aspect ratio
+            depths.add(min(max(round(d / aspect_ratio), lo), hi))
+        for L in depths:
+            err = abs(math.log((base + L * per_layer) / N))
+            fits = err <= limit
+            key = (not fits, abs(math.log(d / L / aspect_ratio)) if fits else err)
+            if best_key is None or key < best_key:
+                best, best_key = (d, L), key
+    return make(*best), not best_key[0]
+
+
 def _search(N: float, n_kind: str, make: Callable[[int, int], Arch], aspect: float,
             rule: ShapeRule, coarse_from: int | None = None) -> Arch:
-    """Best (d, n_layer): within 2% of N with the aspect ratio closest to target, else nearest N.
+    """:func:`search_shape` within 2% of N on the planner's width grid, searched outwards.
 
     The target aspect ratio sits at the continuous width d0, so widths within 1.6x of it are tried
     first; only when none fits within 2% does the search widen, to 2.5x and then 8x (small N, where
@@ -695,20 +726,11 @@ def _search(N: float, n_kind: str, make: Callable[[int, int], Arch], aspect: flo
     """
     d0 = float(width_for_params(N, n_kind, rule))
     for window in (1.6, 2.5, 8.0):
-        best, best_key = None, None
-        for d in _width_grid(max(64.0, d0 / window), max(128.0, d0 * window), coarse_from):
-            n1, n2 = n_params(make(d, 1), n_kind), n_params(make(d, 2), n_kind)
-            per_layer, base = n2 - n1, 2 * n1 - n2  # count is linear in depth at fixed width
-            exact = (N - base) / per_layer
-            for L in {max(1, math.floor(exact)), max(1, math.ceil(exact)), max(1, round(d / aspect))}:
-                err = abs(math.log((base + L * per_layer) / N))
-                fits = err <= math.log(1.02)
-                key = (not fits, abs(math.log(d / L / aspect)) if fits else err)
-                if best_key is None or key < best_key:
-                    best, best_key = (d, L), key
-        if not best_key[0]:
+        widths = _width_grid(max(64.0, d0 / window), max(128.0, d0 * window), coarse_from)
+        arch, fits = search_shape(N, n_kind, make, widths, aspect_ratio=aspect, tolerance=0.02)
+        if fits:
             break
-    return make(*best)
+    return arch
 
 
 def _nearest(N: float, n_kind: str, archs: list[Arch]) -> Arch:

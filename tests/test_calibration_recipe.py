@@ -9,7 +9,7 @@ import yaml
 
 from scalecalc.errors import RecipeError
 from scalecalc.calibration.recipe import (
-    RunConfig, beta2_rule, builtin_recipes, load_recipe, parse_recipe, shape_for_params,
+    RunConfig, beta2_rule, builtin_recipes, load_recipe, parse_recipe, tiny_shape,
 )
 
 BASE = {"name": "t", "seq_len": 64, "mlp": "gelu",
@@ -107,11 +107,11 @@ def test_horizon_from_flop_budget_and_warmup_of_n_tokens():
     assert steps[0] == 0 and steps[-1] == h.max_steps and steps == sorted(set(steps))
 
 
-def test_shape_for_params_hits_the_target():
+def test_tiny_shape_hits_the_target():
     from scalecalc.flops import Arch, param_counts
 
     for N in (3e4, 2e5, 1e6):
-        s = shape_for_params(N, 32, 16, mlp="gelu")
+        s = tiny_shape(N, 32, 16, mlp="gelu")
         arch = Arch(n_layer=s["n_layer"], d_model=s["d_model"], n_heads=s["d_model"] // 16,
                     mlp="gelu", vocab=256, seq_len=128)
         assert abs(param_counts(arch)["non_embedding"] / N - 1) < 0.1

@@ -675,36 +675,29 @@ def _shapes(s: dict, vocab: int) -> list[dict]:
         return s["shapes"]
     if "widths" in s:
         return [{"d_model": w, "n_layer": l} for w in s["widths"] for l in s["depths"]]
-    return [shape_for_params(n, s["aspect_ratio"], s["head_dim"], vocab=vocab,
-                             seq_len=s.get("seq_len", 128), mlp=s.get("mlp", "swiglu"),
-                             d_ff=s.get("d_ff")) for n in s["params"]]
+    return [tiny_shape(n, s["aspect_ratio"], s["head_dim"], vocab=vocab,
+                       seq_len=s.get("seq_len", _RUN_DEFAULTS["seq_len"]),
+                       mlp=s.get("mlp", _RUN_DEFAULTS["mlp"]), d_ff=s.get("d_ff"))
+            for n in s["params"]]
 
 
-def shape_for_params(n_params: float, aspect_ratio: float = 32.0, head_dim: int = 16, *,
-                     vocab: int = 256, seq_len: int = 128, mlp: str = "swiglu",
-                     d_ff: int | None = None) -> dict:
+def tiny_shape(n_params: float, aspect_ratio: float = 32.0, head_dim: int = 16, *,
+               vocab: int = 256, seq_len: int = 128, mlp: str = "swiglu",
+               d_ff: int | None = None) -> dict:
     """A (d_model, n_layer) with about ``n_params`` non-embedding parameters (Kaplan's N, the N
     of L(N) = (N_c/N)^alpha_N) and d_model / n_layer close to ``aspect_ratio``.
 
-    d_model runs over multiples of ``head_dim``; among the shapes within 10% of the target the
-    one nearest the aspect ratio wins, else the nearest in N. Counts come from
-    :func:`scalecalc.flops.param_counts`, the same code the model reports with.
+    :func:`scalecalc.flops.search_shape` with the calibration's settings: widths are multiples of
+    ``head_dim`` (up to 64 heads) and the tolerance is 10% (one layer of a tiny model is a large
+    step in N); the planner's shape block searches the same way within 2%.
     """
-    from scalecalc.flops import Arch, param_counts
+    from scalecalc.flops import Arch, search_shape
 
-    best, near = None, None
-    for n_layer in range(1, 65):
-        for d_model in range(head_dim, 64 * head_dim + 1, head_dim):
-            arch = Arch(n_layer=n_layer, d_model=d_model, n_heads=d_model // head_dim,
-                        head_dim=head_dim, d_ff=d_ff, vocab=vocab, seq_len=seq_len, mlp=mlp)
-            miss = abs(math.log(param_counts(arch)["non_embedding"] / n_params))
-            if near is None or miss < near[0]:
-                near = (miss, d_model, n_layer)
-            if miss < math.log(1.1):
-                off = abs(math.log(d_model / n_layer / aspect_ratio))
-                if best is None or off < best[0]:
-                    best = (off, d_model, n_layer)
-            if param_counts(arch)["non_embedding"] > 1.2 * n_params:
-                break
-    _, d_model, n_layer = best or near
-    return {"d_model": d_model, "n_layer": n_layer}
+    def make(d_model: int, n_layer: int) -> Arch:
+        return Arch(n_layer=n_layer, d_model=d_model, n_heads=d_model // head_dim,
+                    head_dim=head_dim, d_ff=d_ff, vocab=vocab, seq_len=seq_len, mlp=mlp)
+
+    arch, _ = search_shape(n_params, "non_embedding", make,
+                           range(head_dim, 64 * head_dim + 1, head_dim),
+                           aspect_ratio=aspect_ratio, tolerance=0.10)
+    return {"d_model": arch.d_model, "n_layer": arch.n_layer}
