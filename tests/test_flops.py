@@ -300,8 +300,10 @@ def test_width_for_params_inverts(logn, kind, rule):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(log_N, min_size=2, max_size=20, unique=True), st.sampled_from(N_KINDS), rules)
+@given(st.lists(log_N, min_size=2, max_size=20, unique_by=lambda x: round(x, 6)),
+       st.sampled_from(N_KINDS), rules)
 def test_flops_monotone_in_N(logns, kind, rule):
+    # exponents apart by more than rounding: 10**6.0 == 10**6.000000000000001 in floating point
     N = np.sort(10.0 ** np.asarray(logns))
     counts = shape_for_params(N, kind, rule)
     for conv in CONVENTIONS:
