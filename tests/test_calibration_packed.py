@@ -132,3 +132,124 @@ def test_runs_of_different_shapes_cannot_be_packed(runs_and_data):
 def test_unknown_precision_is_a_usage_error():
     with pytest.raises(UsageError, match="--precision"):
         packed.autocast_for("cpu", "fp8")
+
+
+SWEEP = RECIPE.replace("seed: [0, 1]", "seeds: 2")
+
+
+def test_a_packed_sweep_through_the_cli_equals_the_solo_packed_sweep(tmp_path):
+    from typer.testing import CliRunner
+
+    from scalecalc.cli import app
+
+    recipe = tmp_path / "pack.yaml"
+    recipe.write_text(SWEEP)
+    results = {}
+    for k in ("1", "4"):
+        out = tmp_path / f"k{k}"
+        r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(out),
+                                     "--runs-per-device", k, "--precision", "fp32",
+                                     "--threads", "1", "--json"])
+        assert r.exit_code == 0, r.output
+        with Store(out) as s:
+            assert s.counts().get("done") == 4
+            results[k] = {run.id: [(p.step, p.val_loss) for p in s.points(run.id)]
+                          for run in s.runs()}
+    assert results["1"] == results["4"]  # packing changes nothing but the speed
+    assert len(results["4"]) == 4  # 2 learning rates x 2 seeds; the ids do not name K
+
+
+def test_out_of_memory_while_packing_halves_k_and_retries(tmp_path, monkeypatch):
+    """The OOM handler with a simulated error: packs of more than 2 runs raise CUDA's
+    OutOfMemoryError (as a GPU would), so a K=4 sweep must fall back to K=2 and finish."""
+    from scalecalc.calibration import sweep
+    from scalecalc.calibration.recipe import parse_recipe as parse
+
+    real_step = packed._packed_step
+
+    def step_that_runs_out_of_memory(active, *args):
+        if len(active) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_step(active, *args)
+
+    monkeypatch.setattr(packed, "_packed_step", step_that_runs_out_of_memory)
+    events = []
+    summary = sweep.run_sweep(parse(__import__("yaml").safe_load(SWEEP)), tmp_path,
+                              device="cpu", runs_per_device=4, precision="fp32",
+                              progress=events.append, threads=1)
+    assert summary.counts["done"] == 4 and summary.counts["failed"] == 0
+    halved = [e for e in events if e.get("event") == "packing"]
+    assert halved and halved[0]["runs_per_device"] == 2
+    assert "out of memory with 4 runs" in halved[0]["reason"]
+
+
+def test_a_single_run_out_of_memory_fails_with_the_batch_size_advice(tmp_path, monkeypatch):
+    from scalecalc.calibration import sweep
+    from scalecalc.calibration.recipe import parse_recipe as parse
+
+    def always_out_of_memory(active, *args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(packed, "_packed_step", always_out_of_memory)
+    one = SWEEP.replace("seeds: 2", "seeds: 1").replace("lr: [1e-2, 3e-3]", "lr: 1e-2")
+    summary = sweep.run_sweep(parse(__import__("yaml").safe_load(one)), tmp_path,
+                              device="cpu", runs_per_device=2, precision="fp32", threads=1)
+    assert summary.counts["failed"] == 1
+    with Store(tmp_path) as s:
+        (run,) = s.runs()
+        assert "ran out of memory on cpu; use a smaller batch_size than 4" in run.error
+
+
+def test_dry_run_prints_the_packing_plan_and_trains_nothing(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from scalecalc.cli import app
+
+    recipe = tmp_path / "pack.yaml"
+    recipe.write_text(SWEEP)
+    r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(tmp_path / "o"),
+                                 "--dry-run", "--runs-per-device", "auto", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert "packing:" in r.output and "memory per run (est.)" in r.output
+    assert "estimated" in r.output and "per device" in r.output
+    r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(tmp_path / "o"),
+                                 "--dry-run", "--runs-per-device", "2", "--json"])
+    rows = json.loads(r.stdout)
+    rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
+    assert sorted(row["pack"] for row in rows) == [0, 0, 1, 1]
+    assert all(row["runs_per_device"] == 2 and row["seconds"] > 0 for row in rows)
+    assert not (tmp_path / "o" / "results.sqlite").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--runs-per-device", "0"], "--runs-per-device 0: give a whole number >= 1 or auto"),
+    (["--runs-per-device", "many"], "--runs-per-device many"),
+    (["--precision", "fp8"], "--precision fp8: use auto, fp32 or bf16"),
+])
+def test_bad_packing_options_are_one_line(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "scalecalc", "calibrate", "run", "quick-cpu",
+                        "--out", str(tmp_path), *args], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"Error: {message}"] or \
+        r.stderr.startswith(f"Error: {message}")
+    assert "Traceback" not in r.stderr
+
+
+def test_seeds_count_in_a_recipe_makes_replicates_with_distinct_ids():
+    import yaml
+
+    from scalecalc.errors import RecipeError
+
+    runs = parse_recipe(yaml.safe_load(SWEEP)).runs()
+    assert sorted(c.seed for c in runs) == [0, 0, 1, 1]
+    assert len({c.run_id for c in runs}) == 4
+    single = parse_recipe(yaml.safe_load(SWEEP.replace("seeds: 2", "seeds: 1"))).runs()
+    assert {c.run_id for c in single} < {c.run_id for c in runs}  # seed 0 keeps its id
+    with pytest.raises(RecipeError, match="either 'seeds'"):
+        parse_recipe(yaml.safe_load(SWEEP.replace("seeds: 2", "seeds: 2\n    seed: [0, 1]")))

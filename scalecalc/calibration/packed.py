@@ -303,3 +303,141 @@ def _save(m: _Member, wall: float) -> None:
     if m.ckpt is not None:
         m.ckpt.save(m.model, m.optimizer, m.rng, {**m.state, "step": m.step, "wall": wall})
 
+# -- what an executor needs around train_group ----------------------------------------------
+
+
+def claim_group(store, worker: str, first, ids: Sequence[str], k: int) -> list:
+    """``first`` (a claimed RunRecord) plus up to ``k - 1`` pack mates claimed for ``worker``.
+
+    Mates are runs among ``ids`` with the same :func:`pack_key`; each is taken with the store's
+    atomic :meth:`~scalecalc.calibration.store.Store.claim_next`, so two workers never share a
+    run. Returns the claimed records, ``first`` first.
+    """
+    key = pack_key(RunConfig.from_dict(first.config))
+    wanted = set(ids) - {first.id}
+    mates = [r.id for r in store.runs() if r.id in wanted
+             and r.status in ("queued", "running")
+             and pack_key(RunConfig.from_dict(r.config)) == key]
+    group = [first]
+    while len(group) < k and mates:
+        record = store.claim_next(worker, only=mates)
+        if record is None:
+            break
+        group.append(record)
+        mates.remove(record.id)
+    return group
+
+
+def time_packed_steps(configs: Sequence[RunConfig], device: str = "cpu", *, steps: int = 3,
+                      precision: str = "auto", fused: bool | None = None) -> float:
+    """Seconds per packed optimizer step of ``configs`` on random tokens (timing does not
+    depend on the text), after one warm-up step. ``calibrate run --dry-run`` and
+    ``bench/pack_throughput.py`` use it to time exactly the step the sweep runs."""
+    from scalecalc.calibration.data import TokenData
+
+    cfg0 = configs[0]
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, cfg0.vocab_size, size=cfg0.batch_size * cfg0.seq_len * 8,
+                          dtype=np.int64)
+    data = TokenData(tokens, tokens, cfg0.vocab_size, "random", "", len(tokens), len(tokens), ())
+    members = [_member(c, data, None, None, device, fused) for c in configs]
+    base = copy.deepcopy(members[0].model).to("meta")
+    names = [n for n, _ in members[0].model.named_parameters()]
+    buffers = {n: b for n, b in members[0].model.named_buffers()}
+    batched = vmap(lambda p, x, y: functional_call(base, (p, buffers), (x, y))[1])
+    autocast = autocast_for(device, precision)
+    _packed_step(members, names, batched, data, cfg0, device, autocast)  # warm-up
+    loop._sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _packed_step(members, names, batched, data, cfg0, device, autocast)
+    loop._sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def pack_loop(store, out_dir, ids: Sequence[str], device: str, progress, stop, worker: str,
+              runs_per_device: int, precision: str = "auto",
+              **train_kw) -> tuple[list[loop.RunResult], bool]:
+    """A local worker that trains packs: claim up to K mates, :func:`train_group` them, record
+    each member's status; until no run is left or ``stop`` (Ctrl-C). Returns (results,
+    interrupted).
+
+    Out of memory with K > 1 members: the members go back to the queue and K halves (announced
+    as a ``packing`` event); with K = 1 the run fails with the batch-size advice of the solo path.
+    """
+    from pathlib import Path
+
+    from scalecalc.calibration import data as data_mod
+    from scalecalc.calibration import sweep
+    from scalecalc.errors import ScalecalcError
+
+    k = max(int(runs_per_device), 1)
+    train_kw = {key: v for key, v in train_kw.items() if v is not None}
+    corpora: dict[tuple, object] = {}
+    results: list[loop.RunResult] = []
+    with stop:
+        while not stop():
+            first = store.claim_next(worker, only=ids)
+            if first is None:
+                return results, False
+            cfgs = []
+            for record in claim_group(store, worker, first, ids, k):
+                cfg = RunConfig.from_dict(record.config)
+                if cfg.run_id != record.id:  # the stored config must hash to its id
+                    store.finish(record.id, "failed", "stored config does not match its run id")
+                else:
+                    cfgs.append(cfg)
+            if not cfgs:
+                continue
+            try:
+                key = cfgs[0].data_key()
+                if key not in corpora:
+                    corpora[key] = data_mod.load_corpus(
+                        list(cfgs[0].data) if cfgs[0].data else None, cfgs[0].tokenizer,
+                        max_bytes=cfgs[0].data_max_bytes)
+                    store.set_meta(corpus_hash=corpora[key].corpus_hash, versions=loop.versions())
+                group = train_group(cfgs, corpora[key], store=store,
+                                    checkpoint_dir=Path(out_dir) / "checkpoints", device=device,
+                                    precision=precision, progress=progress, stop=stop,
+                                    **train_kw)
+            except (ScalecalcError, KeyboardInterrupt):
+                for cfg in cfgs:
+                    store.finish(cfg.run_id, "queued", None)
+                raise
+            except Exception as exc:
+                if not _is_oom(exc):
+                    for cfg in cfgs:
+                        store.finish(cfg.run_id, "failed", f"{type(exc).__name__}: {exc}")
+                    raise
+                sweep._free(device)
+                if len(cfgs) > 1:
+                    k = max(len(cfgs) // 2, 1)
+                    for cfg in cfgs:
+                        store.finish(cfg.run_id, "queued", None)
+                    sweep._emit(progress, event="packing", runs_per_device=k,
+                                reason=f"out of memory with {len(cfgs)} runs packed on "
+                                       f"{device}; retrying with {k} per pack")
+                    continue
+                msg = sweep._oom_message(cfgs[0], device)
+                store.finish(cfgs[0].run_id, "failed", msg)
+                sweep._emit(progress, event="run", run_id=cfgs[0].run_id,
+                            label=cfgs[0].label(), status="failed", error=msg)
+                continue
+            for cfg, result in zip(cfgs, group):
+                results.append(result)
+                if result.status == "interrupted":
+                    store.finish(cfg.run_id, "queued", None)  # resumes from its checkpoint
+                    continue
+                store.finish(cfg.run_id, result.status, result.error)
+                sweep._emit(progress, event="run", run_id=cfg.run_id, label=cfg.label(),
+                            status=result.status, error=result.error,
+                            final_loss=result.final_loss, wall_time=result.wall_time)
+            if any(r.status == "interrupted" for r in group):
+                return results, True
+    return results, True
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the RuntimeError other backends raise for it."""
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())

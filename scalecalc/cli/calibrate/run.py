@@ -43,9 +43,16 @@ def run(
     checkpoint_steps: Annotated[Optional[int], typer.Option(
         "--checkpoint-steps", min=1, help="Also checkpoint every this many steps (default: "
         "every 3 minutes only).")] = None,
+    runs_per_device: Annotated[str, typer.Option(
+        "--runs-per-device", help="Train up to K same-shape runs together as one stacked model "
+        "(seeds, learning rates of one size); auto measures memory and step time and picks K.")
+    ] = "1",
+    precision: Annotated[str, typer.Option(
+        "--precision", help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16.")
+    ] = "auto",
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="List the runs with N, D, FLOPs and a time estimated from a few "
-        "measured steps; train nothing.")] = False,
+        "--dry-run", help="List the runs with N, D, FLOPs, memory per run, the packing plan and "
+        "a time estimated from a few measured steps; train nothing.")] = False,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:
@@ -61,6 +68,9 @@ def run(
     from scalecalc.calibration.recipe import load_recipe
 
     fmt = resolve_format(fmt, as_json)
+    k = _parse_runs_per_device(runs_per_device)
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"--precision {precision}: use auto, fp32 or bf16")
     rec = load_recipe(recipe)  # recipe problems are reported before torch is imported
     from scalecalc.errors import require
 
@@ -71,26 +81,56 @@ def run(
     if device_list is not None and not device_list:
         raise UsageError("--devices: give one or more devices, e.g. cuda:0,cuda:1")
     if dry_run:
-        rows = sweep.plan_sweep(rec, device=device, out_dir=out, data=data, tokenizer=tokenizer,
-                                threads=threads)
-        _render_plan(rows, rec.name, fmt)
+        from scalecalc.calibration.dryrun import dry_run as plan
+
+        _render_plan(plan(rec, device=device, runs_per_device=k, precision=precision,
+                          out_dir=out, data=data, tokenizer=tokenizer, threads=threads),
+                     rec.name, fmt)
         return
     console = stderr_console()
     with _ProgressView(console) as view:
         summary = sweep.run_sweep(rec, out, device=device, devices=device_list, data=data,
                                   tokenizer=tokenizer, compile=compile, progress=view,
-                                  checkpoint_every_steps=checkpoint_steps, threads=threads)
+                                  checkpoint_every_steps=checkpoint_steps, threads=threads,
+                                  runs_per_device=k, precision=precision)
     _render_summary(summary, fmt)
     if summary.interrupted:
         console.print("interrupted: progress is checkpointed; rerun the same command to resume")
         raise typer.Exit(130)
 
 
-def _render_plan(rows, recipe: str, fmt: OutputFormat) -> None:
+def _parse_runs_per_device(value: str) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise UsageError(f"--runs-per-device {value}: give a whole number >= 1 or auto")
+    return k
+
+
+def _render_plan(plan, recipe: str, fmt: OutputFormat) -> None:
     from dataclasses import asdict
 
-    dicts = [asdict(r) for r in rows]
-    total = sum(r.seconds or 0 for r in rows)
+    dicts = [asdict(r) for r in plan.rows]
+    total = plan.seconds
+    if fmt != OutputFormat.table:  # machine-readable: the packing plan travels with the rows
+        for d in dicts:
+            d["pack"] = next(i for i, ids in enumerate(plan.packs) if d["run_id"] in ids)
+            d["runs_per_device"] = plan.choice.k
+            d["bytes_per_run"] = plan.choice.bytes_per_run
+    else:
+        err = stderr_console()
+        err.print(f"device: {plan.device}, precision {plan.precision}; packing: "
+                  f"{plan.choice.reason}", highlight=False)
+        free = (f", {plan.choice.free_bytes / 2**30:.1f} GiB free"
+                if plan.choice.free_bytes else "")
+        err.print(f"memory per run (est.): {plan.choice.bytes_per_run / 2**20:.1f} MiB{free}; "
+                  f"{len(plan.packs)} packs: " + ", ".join(
+                      f"{len(ids)}x{hms(s)}" for ids, s in zip(plan.packs, plan.pack_seconds)),
+                  highlight=False)
     emit(dicts, [
         Column("run", "run_id", justify="left"), Column("sweep", "sweep", justify="left"),
         Column("layers", "n_layer"), Column("d_model", "d_model"),
@@ -99,7 +139,8 @@ def _render_plan(rows, recipe: str, fmt: OutputFormat) -> None:
         Column("D", "D", format_count), Column("FLOPs", "C", format_sci),
         Column("steps", "steps"), Column("D/N", "tokens_per_param", lambda x: f"{x:.3g}"),
         Column("est. time", "seconds", hms), Column("status", "status", justify="left"),
-    ], fmt, title=f"{recipe}: {len(rows)} runs, estimated {hms(total)} in all", single=False)
+    ], fmt, title=f"{recipe}: {len(dicts)} runs, estimated {hms(total)} in all on "
+                  f"{plan.device} ({plan.choice.k} per device)", single=False)
 
 
 def _render_summary(summary, fmt: OutputFormat) -> None:
@@ -151,6 +192,8 @@ class _ProgressView:
         kind = event.get("event")
         if kind == "device":
             self.console.print(f"device: {', '.join(event['devices'])}")
+        elif kind == "packing":
+            self.console.print(f"packing: {event['reason']}", highlight=False)
         elif kind == "sweep":
             c = event["counts"]
             self.total = event["total"]
