@@ -131,10 +131,7 @@ def train_group(configs: Sequence[RunConfig], data, *, store=None, checkpoint_di
     buffers = {n: b for n, b in members[0].model.named_buffers()}  # RoPE tables, identical
     autocast = autocast_for(device, precision)
 
-    def member_loss(params, x, y):
-        return functional_call(base, (params, buffers), (x, y))[1]
-
-    batched_loss = vmap(member_loss)
+    batched_logits = _batched_logits(base, buffers)
     for m in members:
         loop._report(progress, "start", m.cfg, m.step, m.max_steps, N=m.N,
                      D=m.max_steps * m.tps, C=m.max_steps * m.flops_per_step,
@@ -168,7 +165,7 @@ def train_group(configs: Sequence[RunConfig], data, *, store=None, checkpoint_di
             for m in active:
                 _save(m, m.state["wall"] + wall)
             last_ckpt = time.monotonic()
-        losses = _packed_step(active, names, batched_loss, data, cfg0, device, autocast)
+        losses = _packed_step(active, names, batched_logits, data, cfg0, device, autocast)
         for m, loss in zip(active, losses):
             m.step += 1
             m.loss = loss
@@ -239,7 +236,13 @@ def _active(members: list[_Member]) -> list[_Member]:
     return [m for m in members if m.result is None]
 
 
-def _packed_step(active: list[_Member], names, batched_loss, data, cfg0, device, autocast):
+def _batched_logits(base, buffers):
+    """logits of K members at once: vmap of the GPT's forward over stacked parameters and
+    batches, ``(K, B, T) -> (K, B, T, vocab)``."""
+    return vmap(lambda params, x: functional_call(base, (params, buffers), (x,))[0])
+
+
+def _packed_step(active: list[_Member], names, batched_logits, data, cfg0, device, autocast):
     """One optimizer step of every active member; returns their training losses (floats)."""
     xs, ys = [], []
     for m in active:
@@ -253,7 +256,13 @@ def _packed_step(active: list[_Member], names, batched_loss, data, cfg0, device,
     with autocast, warnings.catch_warnings():
         # SDPA has no vmap batching rule on CPU: torch loops over the members (still exact)
         warnings.filterwarnings("ignore", message=".*batching rule.*")
-        losses = batched_loss(stacked, torch.stack(xs), torch.stack(ys))
+        logits = batched_logits(stacked, torch.stack(xs))
+        # the loss outside vmap: one row-wise cross-entropy over all members (vmap's batched
+        # log_softmax is several times slower on CPU); then each member's mean, as GPT.forward
+        vocab = logits.size(-1)
+        per_token = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, vocab).float(), torch.stack(ys).reshape(-1), reduction="none")
+        losses = per_token.view(len(active), -1).mean(dim=1)
     losses.sum().backward()  # members are independent: d(sum)/d(member) = d(member loss)
     for m in active:
         if m.cfg.grad_clip > 0:
@@ -344,7 +353,7 @@ def time_packed_steps(configs: Sequence[RunConfig], device: str = "cpu", *, step
     base = copy.deepcopy(members[0].model).to("meta")
     names = [n for n, _ in members[0].model.named_parameters()]
     buffers = {n: b for n, b in members[0].model.named_buffers()}
-    batched = vmap(lambda p, x, y: functional_call(base, (p, buffers), (x, y))[1])
+    batched = _batched_logits(base, buffers)
     autocast = autocast_for(device, precision)
     _packed_step(members, names, batched, data, cfg0, device, autocast)  # warm-up
     loop._sync(device)
