@@ -346,8 +346,8 @@ def time_packed_steps(configs: Sequence[RunConfig], device: str = "cpu", *, step
 
     cfg0 = configs[0]
     rng = np.random.default_rng(0)
-    tokens = rng.integers(0, cfg0.vocab_size, size=cfg0.batch_size * cfg0.seq_len * 8,
-                          dtype=np.int64)
+    tokens = rng.integers(0, cfg0.vocab_size, dtype=np.int64,
+                          size=max(cfg0.batch_size, loop.EVAL_SEQS) * cfg0.seq_len * 8)
     data = TokenData(tokens, tokens, cfg0.vocab_size, "random", "", len(tokens), len(tokens), ())
     members = [_member(c, data, None, None, device, fused) for c in configs]
     base = copy.deepcopy(members[0].model).to("meta")
