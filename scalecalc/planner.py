@@ -182,10 +182,6 @@ class _Model:
     def _kind(self) -> str:
         return "non_embedding" if self.law.params_kind == "flops_per_token" else self.law.params_kind
 
-    def params_for(self, n: np.ndarray) -> dict:
-        """Parameter counts of the continuous shape behind n (for reporting)."""
-        return self.counts(n)
-
     # -- the law's formulas ------------------------------------------------------------------
     def loss(self, n, d, constants) -> np.ndarray:
         if self.law.loss is None:
