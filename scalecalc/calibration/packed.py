@@ -179,9 +179,11 @@ def train_group(configs: Sequence[RunConfig], data, *, store=None, checkpoint_di
                          device, progress)
         if progress is not None and time.monotonic() - last_report > 0.5:
             last_report = time.monotonic()
-            for m in _active(members):
+            wall = time.perf_counter() - seg_t0
+            for m in _active(members):  # tokens/s of one member; the pack's is K times it
                 loop._report(progress, "step", m.cfg, m.step, m.max_steps, loss=m.loss,
-                             val_loss=m.val_loss, lr=m.lr, tokens_per_s=None)
+                             val_loss=m.val_loss, lr=m.lr, pack=len(members),
+                             tokens_per_s=(m.step - m.state["step"]) * m.tps / max(wall, 1e-9))
     for m in members:
         if m.result.status != "interrupted" and m.ckpt is not None:
             m.ckpt.remove()
