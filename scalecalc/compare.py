@@ -28,7 +28,8 @@ class Comparison:
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "spread": self.spreads, "skipped": self.skipped}
+        """The JSON document (README "Output formats"): rows, notes (laws skipped), spreads."""
+        return {"rows": self.rows, "notes": list(self.skipped), "spreads": self.spreads}
 
 
 def compare(budgets: np.ndarray, laws: list[str] | None = None, *, unique_tokens: float | None = None) -> Comparison:

@@ -385,7 +385,10 @@ def _range_warnings(rows, values, bounds, key, unit) -> None:
     """Flag rows outside the fitted range by how many decades (0.1-decade resolution)."""
     lo, hi = bounds
     with np.errstate(all="ignore"):
-        decades = np.round(np.where(values > hi, np.log10(values / hi), -np.log10(lo / values)), 1)
+        # signed distance to the nearest bound: + above hi, - below lo, 0 inside [lo, hi]
+        values = np.asarray(values, dtype=float)
+        decades = np.round(np.where(values > hi, np.log10(values / hi),
+                                    np.where(values < lo, -np.log10(lo / values), 0.0)), 1)
     flagged = np.nonzero(np.abs(decades) >= 0.1)[0]
     text = {}  # one string per distinct distance: formatting 100,000 f-strings dominates otherwise
     for d in set(decades[flagged].tolist()):  # not np.unique: it imports numpy.ma (~17 ms)

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from scalecalc.cli.base import app
-from scalecalc.cli.common import Column, FormatOption, JsonOption, OutputFormat, emit, resolve_format
+from scalecalc.cli.common import Column, FormatOption, JsonOption, OutputFormat, QuietOption, emit, resolve_format
 from scalecalc.errors import UsageError
 from scalecalc.quantities import format_count, format_sci
 
@@ -115,6 +115,7 @@ def plan_command(
     aspect_ratio: AspectOption = None,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Plan compute-optimal N and D (and the loss) for one or many budgets.
 
@@ -152,10 +153,13 @@ def plan_command(
         from scalecalc.plot import plot_plan
 
         plot_plan(result, recipe, plot)
-    _render_plan(result, recipe, resolve_format(fmt, as_json))
+    _render_plan(result, recipe, resolve_format(fmt, as_json), quiet)
 
 
-def _render_plan(result, recipe, fmt: OutputFormat) -> None:
+MAX_PRINTED_BLOCKS = 20  # recipe lines under the table; JSON and CSV carry every budget's blocks
+
+
+def _render_plan(result, recipe, fmt: OutputFormat, quiet: bool = False) -> None:
     rows = result.rows()
     if recipe is not None:
         for row, blocks, extra in zip(rows, recipe.blocks, recipe.warnings):
@@ -173,16 +177,43 @@ def _render_plan(result, recipe, fmt: OutputFormat) -> None:
     convention_note = "" if result.convention == law.flops else f" (law fitted under {law.flops})"
     kind = rows[0]["params_kind"].replace("_", "-") if rows else law.params_kind
     title = f"{law.name}: {law.title}\nFLOP convention: {result.convention}{convention_note}; N counts {kind} parameters"
-    warnings = [w for row in rows for w in row["warnings"]]
+    notes = []
     if recipe is not None and recipe.skipped:
-        warnings.append(recipe.skipped + " (pass --brief to silence this)")
-    emit(rows, columns, fmt, title=title, caption=f"Source: {law.source}", warnings=[] if fmt is OutputFormat.table else warnings)
-    if fmt is OutputFormat.table:
+        notes.append(recipe.skipped + " (pass --brief to silence this)")
+    printed = fmt is OutputFormat.table and any(k in r for r in rows[:1] for k in _BLOCK_KEYS)
+    if printed and len(rows) > MAX_PRINTED_BLOCKS:
+        notes.append(f"recipe blocks are printed for the first {MAX_PRINTED_BLOCKS} of {len(rows)} budgets; "
+                     "--format json or csv has every budget's blocks")
+    emit(rows, columns, fmt, title=title, caption=f"Source: {law.source}", notes=notes, quiet=True)
+    if printed:
+        for row in rows[:MAX_PRINTED_BLOCKS]:
+            _print_blocks(row, len(rows) > 1)
+    if not quiet:
         from scalecalc.cli.common import print_warnings
 
-        for row in rows[:20]:
-            _print_blocks(row, len(rows) > 1)
-        print_warnings(warnings)
+        print_warnings([*notes, *tagged_warnings(rows, law.name)])
+
+
+_BLOCK_KEYS = ("shape", "hyperparameters", "hardware", "inference", "data_constrained")
+
+
+def tagged_warnings(rows: list[dict], law_name: str) -> list[str]:
+    """Each distinct warning once, tagged with what it belongs to: the law when every budget
+    shares it, else the budgets (FLOPs) whose rows carry it."""
+    budgets: dict[str, list[float]] = {}
+    for row in rows:
+        for w in row["warnings"]:
+            budgets.setdefault(w, []).append(row["compute"])
+    out = []
+    for text, cs in budgets.items():
+        if len(cs) == len(rows):
+            tag = f"law {law_name}" if len(rows) > 1 else f"{format_sci(cs[0])} FLOPs"
+        elif len(cs) <= 3:
+            tag = ", ".join(format_sci(c) for c in cs) + " FLOPs"
+        else:
+            tag = f"{len(cs)} budgets {format_sci(min(cs))} to {format_sci(max(cs))} FLOPs"
+        out.append(f"[{tag}] {text}")
+    return out
 
 
 def _print_blocks(row: dict, label: bool) -> None:
@@ -206,16 +237,22 @@ def _print_blocks(row: dict, label: bool) -> None:
                          f"{h['steps_ratio']:.2f}x the minimum steps and {h['compute_ratio']:.2f}x the minimum compute (eq. 5.4/5.5)")
     if "hardware" in row:
         w = row["hardware"]
-        price = f"${w['usd_per_gpu_hour']:.2f}/GPU-hour" + (", assumed" if w["price_assumed"] else "")
+        if w["usd_per_gpu_hour"] is None:
+            cost = "cost unknown (no catalog price; give --usd-per-gpu-hour)"
+        else:
+            price = f"${w['usd_per_gpu_hour']:.2f}/GPU-hour" + (", assumed" if w["price_assumed"] else "")
+            cost = f"${w['train_usd']:,.0f} ({price})"
         lines.append(f"Hardware: {w['gpus']} x {w['gpu_title']} ({w['dtype']}, {w['mfu']:.0%} MFU): {w['train_gpu_hours']:,.0f} GPU-hours, "
-                     f"{w['train_wall_clock_days']:,.1f} days, ${w['train_usd']:,.0f} ({price})")
+                     f"{w['train_wall_clock_days']:,.1f} days, {cost}")
         if w.get("inference_flops"):
-            lines.append(f"  Inference: {format_sci(w['inference_flops'])} FLOPs, {w['inference_gpu_hours']:,.0f} GPU-hours, ${w['inference_usd']:,.0f}")
+            usd = "cost unknown" if w.get("inference_usd") is None else f"${w['inference_usd']:,.0f}"
+            lines.append(f"  Inference: {format_sci(w['inference_flops'])} FLOPs, {w['inference_gpu_hours']:,.0f} GPU-hours, {usd}")
     if "inference" in row:
         i = row["inference"]
+        a = i["inference_aware"]
         lines.append(f"Inference-aware optimum (Sardana et al. 2024, {format_count(i['inference_tokens'])} inference tokens, same loss): "
-                     f"N {format_count(i['params'])} ({i['params_ratio']:.2f}x), D {format_count(i['train_tokens'])} ({i['tokens_ratio']:.2f}x), "
-                     f"D/N {i['tokens_per_param']:.0f}; total cost {i['cost_saving']:.1%} lower")
+                     f"N {format_count(a['params'])} ({i['params_ratio']:.2f}x), D {format_count(a['train_tokens'])} ({i['tokens_ratio']:.2f}x), "
+                     f"D/N {a['tokens_per_param']:.0f}; total cost {i['cost_saving']:.1%} lower")
     if "data_constrained" in row:
         d = row["data_constrained"]
         lines.append(f"Data ({format_count(d['unique_tokens'])} unique tokens): this plan repeats them {d['epochs']:.1f}x (effective {format_count(d['effective_tokens'])}); "
@@ -245,6 +282,7 @@ def compare_command(
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of N*(C) and D*(C) of each law around the budgets (needs scalecalc[plot]).")] = None,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Plan the same budget under every law, side by side, with the spread between them.
 
@@ -263,7 +301,7 @@ def compare_command(
     fmt = resolve_format(fmt, as_json)
     if path is not None:
         result = correction_path(path, budgets)
-        _render_path(result, fmt)
+        _render_path(result, fmt, quiet)
         return
     names = [n.strip() for n in laws.split(",") if n.strip()] if laws else None
     u = parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None
@@ -273,17 +311,17 @@ def compare_command(
 
         span = np.geomspace(budgets.min() / 1e4, budgets.max() * 1e2, 25)
         plot_frontiers(compare(span, names, unique_tokens=u).rows, budgets.tolist(), plot)
-    _render_compare(result, fmt)
+    _render_compare(result, fmt, quiet)
 
 
-def _render_compare(result, fmt: OutputFormat) -> None:
+def _render_compare(result, fmt: OutputFormat, quiet: bool = False) -> None:
     from scalecalc.cli.common import dumps_csv, dumps_json, print_table, print_warnings
 
-    if fmt is OutputFormat.json:
-        sys.stdout.write(dumps_json(result.to_dict()) + "\n")
-        return
-    if fmt is OutputFormat.csv:
-        sys.stdout.write(dumps_csv(result.rows))
+    if fmt is not OutputFormat.table:
+        doc = result.to_dict()
+        sys.stdout.write(dumps_json(doc) + "\n" if fmt is OutputFormat.json else dumps_csv(result.rows))
+        if not quiet:
+            print_warnings(result.skipped)
         return
     for budget, spread in zip(result.budgets, result.spreads):
         rows = [r for r in result.rows if r["compute"] == budget]
@@ -291,11 +329,11 @@ def _render_compare(result, fmt: OutputFormat) -> None:
                    f"({spread['params_min_law']} to {spread['params_max_law']}), "
                    f"D* {spread['tokens_ratio']:.2f}x, D/N {spread['tokens_per_param_ratio']:.2f}x")
         print_table(rows, COMPARE_COLUMNS, title=f"Compute budget {format_sci(budget)} FLOPs", caption=caption)
-    if result.skipped:
+    if result.skipped and not quiet:
         print_warnings(result.skipped)
 
 
-def _render_path(result, fmt: OutputFormat) -> None:
+def _render_path(result, fmt: OutputFormat, quiet: bool = False) -> None:
     columns = [
         Column("Step", "step", str, "left"),
         Column("a", "a", lambda v: f"{v:.3f}"),
@@ -303,7 +341,7 @@ def _render_path(result, fmt: OutputFormat) -> None:
         Column("N* at budget", "params", _fmt_count),
         Column("Compute (FLOPs)", "compute", format_sci),
     ]
-    emit(result["rows"], columns, fmt, title=result["title"], caption=result["source"], single=False)
+    emit(result["rows"], columns, fmt, title=result["title"], caption=result["source"], quiet=quiet)
 
 
 LAWS_COLUMNS = [
@@ -329,7 +367,7 @@ def laws_command(fmt: FormatOption = OutputFormat.table, as_json: JsonOption = F
     from scalecalc.compare import law_summaries
 
     emit(law_summaries(), LAWS_COLUMNS, resolve_format(fmt, as_json),
-         title="Built-in scaling laws (default: besiroglu2024)", single=False)
+         title="Built-in scaling laws (default: besiroglu2024)")
 
 
 @app.command("formula")
@@ -349,8 +387,11 @@ def formula_command(
     from scalecalc.formula import describe
     from scalecalc.laws import load_law
 
+    fmt = resolve_format(fmt, as_json)
+    if fmt is OutputFormat.csv:  # a formula is text, not rows: refuse rather than print JSON
+        raise UsageError("--format csv: formula prints text or JSON; use --format table or --format json")
     info = describe(load_law(law, "LAW"), latex=latex)
-    if resolve_format(fmt, as_json) is not OutputFormat.table:
+    if fmt is OutputFormat.json:
         from scalecalc.cli.common import dumps_json
 
         sys.stdout.write(dumps_json(info) + "\n")
