@@ -326,9 +326,11 @@ def _ratio(model, constants, c, ratio) -> dict:
     return out
 
 
-def _intervals(model, query, values, limit: int = 400) -> dict:
-    """95% percentile intervals from the law's bootstrap replicates of its constants."""
-    reps = model.law.replicates(limit=max(20, min(limit, 200_000 // max(len(values), 1))))
+def _intervals(model, query, values, limit: int = 200_000) -> dict:
+    """95% percentile intervals from the law's bootstrap replicates of its constants: every
+    replicate (so ``plan --law fitted.yaml`` gives the interval ``fit --budget`` printed), thinned
+    evenly only for bulk queries, to at most ``limit`` solves in all."""
+    reps = model.law.replicates(limit=max(20, limit // max(len(values), 1)))
     samples = {"params": [], "tokens": [], "loss": []}
     for constants in reps:
         try:

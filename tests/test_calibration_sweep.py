@@ -222,7 +222,7 @@ def test_dry_run_lists_runs_with_a_measured_time(tmp_path):
     r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "x", "--dry-run", "--device",
                 "cpu", "--json")
     assert r.exit_code == 0, r.output
-    rows = __import__("json").loads(r.stdout)
+    rows = __import__("json").loads(r.stdout)["rows"]
     assert [row["steps"] for row in rows] == [400, 400]
     assert all(row["seconds"] > 0 and row["D"] == 400 * 8 * 32 for row in rows)
     assert not (tmp_path / "x").exists()  # a dry run writes nothing

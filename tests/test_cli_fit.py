@@ -73,10 +73,11 @@ def test_law_file_has_the_contract_keys_and_plans_with_intervals(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))   # atomic write left no temp file
     plan = runner.invoke(app, ["plan", "--compute", "1e23", "--law", str(law), "--json"])
     assert plan.exit_code == 0, plan.stderr
-    row = json.loads(plan.stdout)
-    row = row[0] if isinstance(row, list) else row
+    (row,) = json.loads(plan.stdout)["rows"]
     assert row["params_ci"][0] < row["params"] < row["params_ci"][1]
     assert row["loss_ci"][0] < row["loss"] < row["loss_ci"][1]
+    # issue 8 defect 13: the same law gives the same interval through fit --budget and plan --law
+    assert row["params_ci"] == pytest.approx(out["derived"][0]["params_ci"], rel=1e-3)
 
 
 def _write_runs(path, runs, with_budget=False, with_run=False):
