@@ -142,7 +142,7 @@ def _bad(tmp_path, name, text):
 
 
 @pytest.mark.parametrize("make, extra, code, line", [
-    (lambda t: str(t / "missing.csv"), [], 1,
+    (lambda t: str(t / "missing.csv"), [], 2,  # issue 8 defect 6: a missing file is a usage error
      "Error: {f}: no such file; give the path of a CSV, TSV or JSONL file of runs"),
     (lambda t: _bad(t, "empty.csv", ""), [], 1,
      "Error: {f}: the file is empty; give a header line and one row per run"),
