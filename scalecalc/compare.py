@@ -83,6 +83,17 @@ def law_summaries() -> list[dict]:
     return [_summary(load_law(name)) for name in builtin_names()]
 
 
+def law_details(name: str) -> dict:
+    """One law in full for `scalecalc laws NAME`: the summary plus title, constants, warnings."""
+    law = load_law(name, "NAME")
+    out = _summary(law)
+    out.update({"title": law.title, "params_kind": law.params_kind,
+                "constants": {k: float(v) for k, v in law.constants.items()},
+                "bootstrap_replicates": int(max((len(v) for v in law.bootstrap.values()), default=0)),
+                "warnings": list(law.warnings)})
+    return out
+
+
 def _summary(law) -> dict:
     u = UNCONSTRAINED_U if "U" in law.requires else None
     c = np.array([SUMMARY_BUDGET / 1.01, SUMMARY_BUDGET, SUMMARY_BUDGET * 1.01])

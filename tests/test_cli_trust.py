@@ -229,3 +229,51 @@ def test_muennighoff_plan_has_a_data_constrained_block():
     block = row["data_constrained"]
     assert block["unique_tokens"] == 25e9 and block["epochs"] == pytest.approx(row["tokens"] / 25e9)
     assert "loss" not in block and "optimal_loss" in block
+
+
+# -- defect 10: everything reads well at 80 and 100 columns -------------------------------------
+
+_WIDE_COMMANDS = [
+    ("plan", "--compute", "1e24", "--gpu", "h100", "--gpus", "2048", "--inference-tokens", "1e13"),
+    ("plan", "--compute", "1e20:1e26:4", "--gpu", "v100-sxm2"),
+    ("compare", "--compute", "1e24"),
+    ("compare", "--compute", "5.88e23", "--path", "porian"),
+    ("laws",), ("laws", "kaplan2020", "besiroglu2024"), ("gpus",), ("gpus", "h100"),
+    ("flops", "--n-layer", "32", "--d-model", "4096", "--heads", "32", "--kv-heads", "8", "--mlp", "swiglu"),
+]
+
+
+@pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.parametrize("args", _WIDE_COMMANDS, ids=lambda a: " ".join(a))
+def test_output_fits_the_terminal_and_never_cuts_a_number(args, width):
+    r = subprocess.run([sys.executable, "-m", "scalecalc", *args], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": str(width)})
+    assert r.returncode == 0, r.stderr
+    too_long = [l for l in r.stdout.splitlines() if len(l) > width]
+    assert not too_long, too_long
+    assert "…" not in r.stdout
+    if args[0] == "laws" and len(args) == 1:
+        names = [l.split()[0] for l in r.stdout.splitlines() if l.strip().startswith(("besiroglu", "hoffmann", "kaplan"))]
+        assert "besiroglu2024" in names and "hoffmann2022-a3-rounded" in names
+        assert len(r.stdout.splitlines()) < 25  # one line per law
+
+
+def test_dry_run_reads_well_at_80_columns_in_plain_minutes(tmp_path):
+    pytest.importorskip("torch")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("tokenizer: bytes\ndata_max_bytes: 1e6\nseq_len: 32\nmlp: gelu\nhead_dim: 8\n"
+                      "lr: 1e-2\nname: tiny\nsweeps:\n  - shapes: [{d_model: 16, n_layer: 1}, {d_model: 32, n_layer: 1}]\n"
+                      "    batch_size: 8\n    steps: 40\n")
+    r = subprocess.run([sys.executable, "-m", "scalecalc", "calibrate", "run", str(recipe), "--out",
+                        str(tmp_path / "o"), "--dry-run", "--device", "cpu", "--threads", "1"],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    # a line may pass 80 columns only where an unbreakable path of the test's tmp dir is on it
+    assert all(len(l) <= 80 for l in lines if str(tmp_path) not in l), lines
+    assert "…" not in r.stdout
+    assert re.search(r"estimated \d+\.\d minutes in all", lines[0])
+    assert re.search(r"\d+\.\d min", r.stdout) and not re.search(r"\b\d+:\d\d\b", r.stdout)
+    assert "Data: " in r.stdout and "tokenizer bytes" in r.stdout and "context 32" in r.stdout
+    assert "threads: 1" in r.stdout and "calibrate status" in r.stdout and "calibrate fit" in r.stdout
+    assert not (tmp_path / "o").exists()

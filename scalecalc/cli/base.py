@@ -87,7 +87,7 @@ def _root(
 
 
 # command name -> module of scalecalc.cli that defines it
-COMMAND_MODULES = {"plan": "plan", "compare": "plan", "laws": "plan", "formula": "plan",
+COMMAND_MODULES = {"plan": "plan", "compare": "plan", "laws": "plan", "formula": "plan", "gpus": "plan",
                    "flops": "flops", "fit": "fit", "calibrate": "calibrate"}
 
 

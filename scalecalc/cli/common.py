@@ -52,6 +52,7 @@ class Column:
     key: str
     fmt: Callable[[Any], str] = str
     justify: str = "right"
+    wrap: bool = True  # False: a name or number is never split across lines (it may be cut with …)
 
 
 def _clean(value: Any) -> Any:
@@ -152,11 +153,19 @@ def print_table(rows, columns, *, title=None, caption=None) -> None:
     console = Console(width=_width())
     if title:
         console.print(title, highlight=False, markup=False)
-    table = Table(box=box.SIMPLE_HEAVY)
+    cells = [[_cell(row, col) for col in columns] for row in rows]
+    natural = sum(max([len(col.header), *(len(r[i]) for r in cells)]) for i, col in enumerate(columns))
+    # SIMPLE_HEAVY puts 3 columns between cells (padding + divider); on a narrow terminal one
+    # space is enough and keeps every number whole
+    tight = natural + 3 * len(columns) + 1 > console.width
+    table = Table(box=box.SIMPLE_HEAVY, padding=(0, 0) if tight else (0, 1))
     for col in columns:
-        table.add_column(col.header, justify=col.justify, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row, col) for col in columns))
+        if col.wrap:
+            table.add_column(col.header, justify=col.justify, overflow="fold")
+        else:
+            table.add_column(col.header, justify=col.justify, no_wrap=True, overflow="ellipsis")
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
     if caption:
         console.print(caption, highlight=False, markup=False, style="dim")
@@ -170,6 +179,28 @@ def _width() -> int | None:
     if sys.stdout.isatty() or os.environ.get("COLUMNS"):
         return None
     return 160
+
+
+def output_width() -> int:
+    """Columns to wrap text lines to: $COLUMNS, else the terminal's, else 160 when piped."""
+    import os
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return 160
+
+
+def wrap_line(text: str, indent: str = "    ") -> str:
+    """One logical line wrapped at spaces to :func:`output_width` (never inside a number or a
+    name), continuation lines indented."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=max(40, output_width() - 1), subsequent_indent=indent,
+                                   break_long_words=False, break_on_hyphens=False)) or text
 
 
 def _cell(row: dict, col: Column) -> str:
