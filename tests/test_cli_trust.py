@@ -277,3 +277,23 @@ def test_dry_run_reads_well_at_80_columns_in_plain_minutes(tmp_path):
     assert "Data: " in r.stdout and "tokenizer bytes" in r.stdout and "context 32" in r.stdout
     assert "threads: 1" in r.stdout and "calibrate status" in r.stdout and "calibrate fit" in r.stdout
     assert not (tmp_path / "o").exists()
+
+
+# -- defect 13: flops --tokens totals and --recompute ------------------------------------------
+
+def test_flops_tokens_print_totals_and_recompute_is_an_extra_forward_pass():
+    shape = ("flops", "--n-layer", "12", "--d-model", "768", "--vocab", "50257", "--tied")
+    plain = validate(run(*shape, "--json").stdout, "flops")
+    both = validate(run(*shape, "--tokens", "300B", "--recompute", "--json").stdout, "flops")
+    n = plain["params"]["total"]
+    assert plain["flops_per_token"]["6nd"] == pytest.approx(6 * n) and plain["recompute"] is False
+    # EleutherAI's transformer-math convention: 8·N·D with full recomputation (4 passes, not 3)
+    assert both["flops_per_token"]["6nd"] == pytest.approx(8 * n) and both["recompute"] is True
+    assert both["tokens"] == 300e9
+    for name, per_token in both["flops_per_token"].items():
+        assert both["training_flops"][name] == pytest.approx(per_token * 300e9)
+        assert per_token == pytest.approx(plain["flops_per_token"][name] * 4 / 3)
+    table = run(*shape, "--tokens", "300B")
+    assert table.exit_code == 0 and "Total at 300B tokens" in table.stdout
+    bad = run(*shape, "--tokens", "lots")
+    assert bad.exit_code == 2 and bad.stderr.startswith("Error: --tokens")
