@@ -297,3 +297,47 @@ def test_flops_tokens_print_totals_and_recompute_is_an_extra_forward_pass():
     assert table.exit_code == 0 and "Total at 300B tokens" in table.stdout
     bad = run(*shape, "--tokens", "lots")
     assert bad.exit_code == 2 and bad.stderr.startswith("Error: --tokens")
+
+
+# -- defect 12: Hugging Face configs read exactly, or refused by name ---------------------------
+
+HF_DIR = os.path.join(os.path.dirname(__file__), "data", "hf_configs")
+# model -> (published total parameters, relative tolerance): exact Hub counts where the tests can
+# be exact; the model card's rounded figure (half a unit of its last digit) otherwise; Qwen2 and
+# OLMo 2 carry small terms the reader notes instead of counting (< 1e-4).
+HF_PUBLISHED = {
+    "llama-2-7b": (6_738_415_616, 1e-12),
+    "mistral-7b-v0.1": (7_241_732_096, 1e-12),
+    "mixtral-8x7b-v0.1": (46_702_792_704, 1e-12),
+    "gpt2": (124_439_808, 1e-12),
+    "phi-3-mini-4k": (3_821_079_552, 1e-12),
+    "qwen2-7b": (7_615_616_512, 1e-4),
+    "gemma-7b": (8.54e9, 0.005 / 8.54),
+    "gemma-2-9b": (9.24e9, 0.005 / 9.24),
+    "olmo-2-1124-7b": (7.30e9, 0.005 / 7.30),
+}
+
+
+@pytest.mark.parametrize("model", sorted(HF_PUBLISHED))
+def test_hf_config_counts_match_the_published_parameters(model):
+    r = run("flops", "--hf-config", os.path.join(HF_DIR, f"{model}.json"), "--json")
+    assert r.exit_code == 0, r.stderr
+    total = validate(r.stdout, "flops")["params"]["total"]
+    published, tol = HF_PUBLISHED[model]
+    assert total == pytest.approx(published, rel=tol)
+    if model in ("qwen2-7b", "olmo-2-1124-7b"):  # the small terms are said, not silent
+        assert "not counted (< 1e-4 of N)" in r.stderr
+
+
+def test_gemma_mlp_is_gated_and_tied_by_default():
+    arch = json.loads(run("flops", "--hf-config", os.path.join(HF_DIR, "gemma-7b.json"), "--json").stdout)["arch"]
+    assert arch["mlp"] == "swiglu" and arch["tied"] is True
+
+
+def test_deepseek_v2_keys_are_refused_by_name():
+    r = run("flops", "--hf-config", os.path.join(HF_DIR, "deepseek-v2-lite.json"))
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith("Error: --hf-config") and len(r.stderr.splitlines()) == 1
+    for key in ("n_routed_experts", "n_shared_experts", "first_k_dense_replace", "kv_lora_rank",
+                "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
+        assert key in r.stderr

@@ -109,6 +109,9 @@ def flops(
     given = {k: v for k, v in given.items() if v is not None}
     if hf_config is not None:
         base = core.from_hf_config(hf_config).to_dict()
+        from scalecalc.cli.common import print_warnings
+
+        print_warnings(core.hf_config_notes(hf_config))
         # sizes derived from the width or head count follow an override of it
         if "d_model" in given:
             base.update(head_dim=None, d_ff=None)
