@@ -212,7 +212,7 @@ def test_dry_run_prints_the_packing_plan_and_trains_nothing(tmp_path):
     r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(tmp_path / "o"),
                                  "--dry-run", "--runs-per-device", "auto", "--threads", "1"])
     assert r.exit_code == 0, r.output
-    assert "packing:" in r.output and "memory per run (est.)" in r.output
+    assert "packing:" in r.output and "Memory per run (est.)" in r.output
     assert "estimated" in r.output and "per device" in r.output
     r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(tmp_path / "o"),
                                  "--dry-run", "--runs-per-device", "2", "--json"])

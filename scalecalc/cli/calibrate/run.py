@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from typing import Annotated, Optional
 
 import typer
@@ -85,7 +87,7 @@ def run(
 
         _render_plan(plan(rec, device=device, runs_per_device=k, precision=precision,
                           out_dir=out, data=data, tokenizer=tokenizer, threads=threads),
-                     rec.name, fmt)
+                     rec, fmt, out=out, threads=threads, data=data, tokenizer=tokenizer)
         return
     console = stderr_console()
     with _ProgressView(console) as view:
@@ -111,36 +113,61 @@ def _parse_runs_per_device(value: str) -> int | str:
     return k
 
 
-def _render_plan(plan, recipe: str, fmt: OutputFormat) -> None:
+def minutes(seconds: float | None) -> str:
+    """An estimate in plain minutes ("23.9 min"), never an ambiguous "23:53"."""
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer) -> None:
+    """The dry run: the setup, the packing choice and plan, memory per run, one line per run,
+    the estimate in minutes and what to run next."""
     from dataclasses import asdict
 
-    dicts = [asdict(r) for r in plan.rows]
+    from scalecalc.cli.common import output_width, wrap_line
+
+    rows, device = plan.rows, plan.device
+    dicts = [asdict(r) for r in rows]
     total = plan.seconds
-    if fmt != OutputFormat.table:  # machine-readable: the packing plan travels with the rows
+    if fmt is not OutputFormat.table:  # machine-readable: the packing plan travels with the rows
         for d in dicts:
             d["pack"] = next(i for i, ids in enumerate(plan.packs) if d["run_id"] in ids)
             d["runs_per_device"] = plan.choice.k
             d["bytes_per_run"] = plan.choice.bytes_per_run
-    else:
-        err = stderr_console()
-        err.print(f"device: {plan.device}, precision {plan.precision}; packing: "
-                  f"{plan.choice.reason}", highlight=False)
-        free = (f", {plan.choice.free_bytes / 2**30:.1f} GiB free"
-                if plan.choice.free_bytes else "")
-        err.print(f"memory per run (est.): {plan.choice.bytes_per_run / 2**20:.1f} MiB{free}; "
-                  f"{len(plan.packs)} packs: " + ", ".join(
-                      f"{len(ids)}x{hms(s)}" for ids, s in zip(plan.packs, plan.pack_seconds)),
-                  highlight=False)
-    emit(dicts, [
-        Column("run", "run_id", justify="left"), Column("sweep", "sweep", justify="left"),
-        Column("layers", "n_layer"), Column("d_model", "d_model"),
-        Column("batch", "batch_size"), Column("lr", "lr", lambda x: f"{x:g}"),
-        Column("N", "N", format_count), Column("N_non_emb", "N_non_embedding", format_count),
-        Column("D", "D", format_count), Column("FLOPs", "C", format_sci),
-        Column("steps", "steps"), Column("D/N", "tokens_per_param", lambda x: f"{x:.3g}"),
-        Column("est. time", "seconds", hms), Column("status", "status", justify="left"),
-    ], fmt, title=f"{recipe}: {len(dicts)} runs, estimated {hms(total)} in all on "
-                  f"{plan.device} ({plan.choice.k} per device)", single=False)
+    columns = [
+        Column("run", "run_id", lambda v: v[:8], justify="left", wrap=False),
+        Column("sweep", "sweep", justify="left", wrap=False),
+        Column("layers", "n_layer", wrap=False), Column("d_model", "d_model", wrap=False),
+        Column("batch", "batch_size", wrap=False), Column("lr", "lr", lambda x: f"{x:.2g}", wrap=False),
+        Column("N", "N", format_count, wrap=False), Column("D", "D", format_count, wrap=False),
+        Column("FLOPs", "C", lambda v: format_sci(v, 1), wrap=False),
+        Column("steps", "steps", wrap=False), Column("est.", "seconds", minutes, wrap=False),
+        Column("status", "status", justify="left", wrap=False),
+    ]
+    if output_width() < 100:  # the run id and sweep name are in --format json/csv
+        columns = [c for c in columns if c.key not in ("sweep", "status")]
+    first = rec.runs()[0] if rec.runs() else None
+    setup = {
+        "data": ", ".join(data) if data else ", ".join(first.data) if first and first.data else "Python standard library source (default)",
+        "tokenizer": tokenizer or (first.tokenizer if first else "bytes"),
+        "context": first.seq_len if first else None, "device": device,
+        "threads": threads if threads else "torch default", "out": str(out),
+    }
+    emit(dicts, columns, fmt, title=(
+        f"{rec.name}: {len(rows)} runs, estimated {total / 60:.1f} minutes in all (measured on {device}, "
+        f"{plan.choice.k} per device)"
+        if fmt is OutputFormat.table else None))
+    if fmt is OutputFormat.table:
+        lines = [f"Data: {setup['data']}; tokenizer {setup['tokenizer']}; context {setup['context']} tokens",
+                 f"Device: {setup['device']}; threads: {setup['threads']}; results go to {setup['out']}/results.sqlite",
+                 f"Precision: {plan.precision}; packing: {plan.choice.reason}",
+                 f"Memory per run (est.): {plan.choice.bytes_per_run / 2**20:.1f} MiB" + (
+                     f" of {plan.choice.free_bytes / 2**30:.1f} GiB free" if plan.choice.free_bytes else "")
+                 + f"; {len(plan.packs)} packs: " + ", ".join(
+                     f"{len(ids)} x {minutes(sec)}" for ids, sec in zip(plan.packs, plan.pack_seconds)),
+                 "Next: scalecalc calibrate run " + (rec.path or rec.name) + f" --out {setup['out']}",
+                 f"      scalecalc calibrate status {setup['out']}",
+                 f"      scalecalc calibrate fit {setup['out']}"]
+        sys.stdout.write("\n".join(wrap_line(line, "      ") for line in lines) + "\n")
 
 
 def _render_summary(summary, fmt: OutputFormat) -> None:
