@@ -33,7 +33,9 @@ class Objective(str, Enum):
 
 
 class Interp(str, Enum):
+    auto = "auto"
     parabola = "parabola"
+    local = "local"
     akima = "akima"
 
 
@@ -66,7 +68,7 @@ def fit_command(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the fitted law as YAML (atomically) for `scalecalc plan --law`.")] = None,
     name: Annotated[str, typer.Option("--name", help="Name of the written law ([a-z0-9._-]).")] = "fitted",
     plot: Annotated[Optional[str], typer.Option("--plot", help="Save a figure (needs the plot extra).")] = None,
-    interp: Annotated[Interp, typer.Option("--interp", case_sensitive=False, help="isoflop: parabola in log N (Hoffmann) or akima (Porian).")] = Interp.parabola,
+    interp: Annotated[Interp, typer.Option("--interp", case_sensitive=False, help="isoflop: auto (an asymmetry test picks parabola or local), parabola in log N (Hoffmann), local (a parabola weighted about the lowest point) or akima (Porian).")] = Interp.auto,
     seed_noise: Annotated[float, typer.Option("--seed-noise", min=0, help="isoflop bootstrap: std of noise added to log loss (Porian: 0.002).")] = 0.002,
     irreducible: Annotated[bool, typer.Option("--irreducible", help="kaplan: add an irreducible term E.")] = False,
     kaplan_vars: Annotated[KaplanVars, typer.Option("--kaplan-vars", case_sensitive=False, help="kaplan: L(N) eq 1.1, L(D) eq 1.2 or L(N, D) eq 1.5.")] = KaplanVars.N,

@@ -11,7 +11,7 @@ FORMS = ("chinchilla", "isoflop", "envelope", "kaplan")
 
 def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: float = 1e-3,
             grid=None, bootstrap: int = 0, seed: int = 0, budgets=None, workers=None,
-            interp: str = "parabola", seed_noise: float = 0.002, irreducible: bool = False,
+            interp: str = "auto", seed_noise: float = 0.002, irreducible: bool = False,
             kaplan_vars: str = "N", n_grid: int = 250) -> FitResult:
     """Fit a scaling law of the given form to runs.
 
@@ -37,8 +37,9 @@ def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: 
         FLOP budgets C at which derived N*, D*, loss (with intervals) are reported.
     workers : int, optional
         Processes for the bootstrap (default: all cores).
-    interp : {'parabola', 'akima'}
-        isoflop curve model: a parabola in log N (Hoffmann et al.) or Akima (Porian et al.).
+    interp : {"auto", "parabola", "local", "akima"}
+        isoflop curve model: auto (chosen per budget by an asymmetry test), a parabola in log N
+        (Hoffmann et al.), a local parabola about the lowest point, or Akima (Porian et al.).
     seed_noise : float
         isoflop bootstrap: std of Gaussian noise added to log loss (Porian et al. noise_low).
     n_grid : int
