@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalecalc.errors import DataError, NotEnoughData, UsageError
+from scalecalc.errors import DataError, MalformedRuns, NotEnoughData, UsageError
 
 # Normalised header -> role. Headers are lower-cased with '_' and '-' read as spaces.
 ALIASES = {
@@ -151,7 +151,31 @@ def read_runs(path, *, params_col=None, tokens_col=None, flops_col=None, loss_co
     run = np.asarray([r[header.index(cols["run"])] for r in rows]) if "run" in cols else None
     runs = Runs(N, D, C, values["loss"], run, values.get("step"), values.get("budget"), name,
                 flops_convention, n_filtered, lines)
+    check_checkpoints(runs)
     return _drop_top(runs, drop_top_loss, name)
+
+
+def check_checkpoints(runs: Runs) -> None:
+    """Intermediate checkpoints (several rows per run) must not lose tokens as steps advance.
+
+    Rows of one run are taken in step order when there is a step column, else in file order.
+    Raises :class:`MalformedRuns` (exit 2) naming the run and the lines.
+    """
+    if runs.run is None:
+        return
+    for rid in np.unique(runs.run):
+        idx = np.flatnonzero(runs.run == rid)
+        if runs.step is not None:
+            idx = idx[np.argsort(runs.step[idx], kind="stable")]
+        drop = np.flatnonzero(np.diff(runs.tokens[idx]) < 0)
+        if drop.size:
+            i, j = idx[drop[0]], idx[drop[0] + 1]
+            where = (f"lines {int(runs.lines[i])} and {int(runs.lines[j])}"
+                     if runs.lines is not None else f"rows {i + 1} and {j + 1}")
+            raise MalformedRuns(f"{runs.source}: tokens decrease within run {str(rid)!r} ({where}: "
+                                f"{runs.tokens[i]:.4g} then {runs.tokens[j]:.4g}); a run's "
+                                "checkpoints must have non-decreasing tokens; fix the run ids "
+                                "or the order of its rows")
 
 
 def _read_text(path) -> str:

@@ -35,7 +35,7 @@ def fit_forms(runs, form, *, constraints, holdout, compare, progress=None, boots
     """Fit ``form`` (or choose one, ``auto``) with its holdout block; see the module docstring."""
     ho.check_spec(holdout)
     forms = list(CANDIDATES) if form == "auto" or compare else [form]
-    if form not in forms:
+    if form != "auto" and form not in forms:
         forms.insert(0, form)
     for f in forms:  # constraint names first: a typo is reported before any fit
         build_model(f, constraints, opts.get("kaplan_vars", "N"), opts.get("irreducible", False))
