@@ -6,7 +6,7 @@ log-loss residuals, which is -log likelihood times a temperature T; T is estimat
 of r·psi(r) over the residuals of a fit without the priors (sigma**2 for squared residuals,
 delta·mean|r| for Huber residuals beyond delta), so the prior adds
 T·((value - mean)/sd)**2 / 2, the negative log prior on the objective's scale
-(docs/reference.md §16).
+(docs/reference.md §2.5).
 
 In the batched optimiser a prior is two mirrored pseudo-observations ±c·(value - mean)/sd with
 c = 1e-6 (inside any Huber delta >= 1e-4 up to 100 sd, so exactly quadratic) and weight

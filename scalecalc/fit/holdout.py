@@ -4,7 +4,7 @@
 largest sizes, ``--holdout 'params > 1e9'`` the runs matching a filter on params (N), tokens
 (D), flops (C) or loss; ``none`` turns it off. By default a parametric fit with at least four
 model sizes holds out the largest (``auto``), so every fit says how well it extrapolates
-(docs/reference.md §16). Sizes within 0.01 dex are one size (:func:`diagnostics.model_sizes`).
+(docs/reference.md §2.5). Sizes within 0.01 dex are one size (:func:`diagnostics.model_sizes`).
 
 The held-out fit uses the coarse start grid plus the full fit's best end points as starts (only
 starting points: the objective sees the training runs alone), and at most

@@ -40,7 +40,7 @@ LOCAL_WIDTH_DEX = 0.5  # std (decades of N) of the Gaussian weights of the local
 
 
 def choose_interp(curves) -> str:
-    """``auto``: the estimator for a sweep, chosen by the data (docs/reference.md §16).
+    """``auto``: the estimator for a sweep, chosen by the data (docs/reference.md §2.5).
 
     ``curves`` lists (log N, log loss) per budget. A parabola in log N is unbiased for a
     symmetric profile and the least noisy estimator; a profile spanning decades of N is

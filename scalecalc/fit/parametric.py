@@ -66,7 +66,7 @@ def _stationary(model, theta, X, y, cnt, objective, delta) -> bool:
 def run_groups(runs):
     """(group index per row, weight per row): rows of one run (the ``run`` column) form a group
     and share a total weight of 1, so a run logged at many checkpoints counts as much as a run
-    logged once (docs/reference.md §16); without a run column every row is its own run."""
+    logged once (docs/reference.md §2.5); without a run column every row is its own run."""
     if runs.run is None:
         return np.arange(len(runs)), np.ones(len(runs))
     _, group, sizes = np.unique(runs.run, return_inverse=True, return_counts=True)
