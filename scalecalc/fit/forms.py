@@ -2,9 +2,9 @@
 
 - ``gadre``: the over-training form of Gadre et al. 2024 (arXiv 2403.08540, eq. 4),
   L(C, M) = E + (a·M**eta + b·M**-eta)·C**-eta with M = D/N the token multiplier. With
-  C = 6·N·D it is exactly L = E + A/N**alpha + B/D**alpha with alpha = beta = 2·eta: Chinchilla with the
-  exponents tied (docs/reference.md §2.5), one constant fewer, and so better pinned from a
-  small ladder.
+  C = 6·N·D it is exactly L = E + A/N**alpha + B/D**alpha with alpha = beta = 2·eta:
+  Chinchilla with the exponents tied (docs/reference.md §2.5), one constant fewer, and so
+  better pinned from a small ladder.
 - ``auto``: fit each candidate (chinchilla, gadre) and keep the one with the lowest
   leave-largest-size-out error (:mod:`scalecalc.fit.holdout`); the comparison is reported.
 """
