@@ -175,7 +175,7 @@ def _bad(tmp_path, name, text):
      "Error: --name: 'My Law' must use only a-z, 0-9, '.', '_' and '-'"),
     (lambda t: _bad(t, "ok.csv", "N,D,loss\n1e8,2e9,3\n"), ["--form", "quadratic"], 2,
      "Error: Invalid value for '--form': 'quadratic' is not one of 'chinchilla', 'gadre', "
-     "'auto', 'isoflop', 'envelope', 'kaplan'."),
+     "'muennighoff', 'auto', 'isoflop', 'envelope', 'kaplan'."),
 ])
 def test_bad_inputs_give_one_error_line(tmp_path, make, extra, code, line):
     f = make(tmp_path)

@@ -229,3 +229,28 @@ def test_prediction_intervals_cover_at_the_nominal_rate_over_many_ladders():
         errors.append(h["mean_abs_rel_error"])
     assert covered / n >= 0.90, (covered, n)
     assert np.mean(errors) < 0.02
+
+
+def test_muennighoff_form_recovers_the_repetition_decay():
+    """Muennighoff et al. 2023 eq. 5 (data repetition): runs at 1-60 epochs of their unique
+    tokens; the fit recovers R*_D = 15.4 (their C4 value) and the exponents."""
+    rng = np.random.default_rng(0)
+    c = dict(E=1.87, A=521.0, B=1488.0, alpha=0.35, beta=0.353, R=15.4)
+    N = np.repeat(np.geomspace(1e7, 1e9, 5), 8)
+    U = N * np.tile([5, 5, 5, 5, 20, 20, 20, 20], 5)
+    D = U * np.tile([1, 4, 16, 60], 10)
+    Dp = U + U * c["R"] * (1 - np.exp(-(D / U - 1) / c["R"]))
+    L = (c["E"] + c["A"] / N ** c["alpha"] + c["B"] / Dp ** c["beta"]) * np.exp(
+        rng.normal(0, 0.002, N.size))
+    res = fit_law(Runs.from_arrays(params=N, tokens=D, loss=L, unique_tokens=U), "muennighoff",
+                  holdout="none", grid="coarse")
+    assert res.params["Rstar"] == pytest.approx(15.4, rel=0.15)
+    assert res.params["beta"] == pytest.approx(0.353, abs=0.02)
+
+
+def test_muennighoff_without_unique_tokens_is_a_usage_error(tmp_path):
+    f = _csv(tmp_path, LADDER_CSV)
+    res = runner.invoke(app, ["fit", f, "--form", "muennighoff", "--grid", "coarse"])
+    assert res.exit_code == 2
+    assert res.stderr == ("Error: --form muennighoff needs a unique_tokens column (U_D, the "
+                          "distinct tokens each run saw; D > U_D where data repeat)\n")

@@ -22,6 +22,7 @@ from scalecalc.quantities import format_count, format_sci
 class Form(str, Enum):
     chinchilla = "chinchilla"
     gadre = "gadre"
+    muennighoff = "muennighoff"
     auto = "auto"
     isoflop = "isoflop"
     envelope = "envelope"
@@ -53,7 +54,7 @@ DEFAULT_BUDGETS = ("1e21", "1e23", "1e25")
 @app.command("fit")
 def fit_command(
     file: Annotated[str, typer.Argument(help="Runs as CSV, TSV or JSONL ('-' reads stdin).", show_default=False)],
-    form: Annotated[Form, typer.Option("--form", case_sensitive=False, help="chinchilla (approach 3), gadre (Gadre et al. 2024: alpha = beta), auto (the one of chinchilla, gadre with the lowest held-out error), isoflop (approach 2), envelope (approach 1) or kaplan.")] = Form.chinchilla,
+    form: Annotated[Form, typer.Option("--form", case_sensitive=False, help="chinchilla (approach 3), gadre (Gadre et al. 2024: alpha = beta), muennighoff (repeated data; needs unique_tokens), auto (the one of chinchilla, gadre with the lowest held-out error), isoflop (approach 2), envelope (approach 1) or kaplan.")] = Form.chinchilla,
     holdout: Annotated[str, typer.Option("--holdout", help="Held-out runs to predict: auto (the largest size when 4+ sizes), largest, K largest sizes, a filter such as 'params > 1e9', or none.")] = "auto",
     fix: Annotated[Optional[list[str]], typer.Option("--fix", help="Hold a constant fixed: NAME=VALUE, e.g. alpha=0.34 (repeatable).")] = None,
     prior: Annotated[Optional[list[str]], typer.Option("--prior", help="Gaussian prior on a constant: NAME=MEAN±SD (or +-), e.g. E=1.8±0.1 (repeatable).")] = None,

@@ -6,8 +6,8 @@ from scalecalc.errors import UsageError
 from scalecalc.fit.objectives import OBJECTIVES
 from scalecalc.fit.result import FitResult
 
-FORMS = ("chinchilla", "gadre", "auto", "isoflop", "envelope", "kaplan")
-PARAMETRIC = ("chinchilla", "gadre", "kaplan", "auto")
+FORMS = ("chinchilla", "gadre", "muennighoff", "auto", "isoflop", "envelope", "kaplan")
+PARAMETRIC = ("chinchilla", "gadre", "muennighoff", "kaplan", "auto")
 
 
 def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: float = 1e-3,

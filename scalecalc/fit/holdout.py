@@ -105,7 +105,7 @@ def evaluate(runs, mask, fit_train, *, spec, bootstrap=0, seed=0) -> dict:
     train, test = runs.subset(~mask), runs.subset(mask)
     K = min(int(bootstrap), HOLDOUT_REPLICATES)
     res = fit_train(train, K)
-    pred, ci = predict(res, test.params, test.tokens, seed=seed)
+    pred, ci = predict(res, test.params, test.tokens, unique=test.unique_tokens, seed=seed)
     err = pred / test.loss - 1
     rows = []
     for j in range(len(test)):

@@ -14,7 +14,7 @@ import numpy as np
 from scalecalc.errors import NotEnoughData
 from scalecalc.fit import diagnostics as diag
 from scalecalc.fit.bootstrap import bootstrap_parametric, resample_counts
-from scalecalc.fit.forms import chinchilla_constants
+from scalecalc.fit.forms import chinchilla_constants, design
 from scalecalc.fit.objectives import penalty
 from scalecalc.fit.optim import batched_lm, distinct_best, polish, race
 from scalecalc.fit.result import IMPLIED_BUDGETS, FitResult, percentile_interval
@@ -100,7 +100,7 @@ def fit_parametric(runs, model, *, objective="huber", delta=1e-3, grid=None, boo
     if len(runs) < P + 1:
         raise NotEnoughData(f"{runs.source}: {len(runs)} points cannot fit the {P} free parameters "
                             f"of --form {model.form}; give at least {P + 1} (ideally {5 * P})")
-    X0 = np.stack([np.log(runs.params), np.log(runs.tokens)])
+    X0 = design(model, runs)
     y0 = np.log(runs.loss)
     starts = model.starts(grid)
     if extra_starts is not None and len(extra_starts):
@@ -217,7 +217,7 @@ def numeric_allocation(model, thetas, C, k=6.0, half_width=12.0, n=1201):
 def _allocation(model, consts, theta_rows, budgets, k):
     """(N, D, L) arrays (rows, budgets): closed form for chinchilla and gadre (beta = alpha),
     numeric for Kaplan eq. 1.5."""
-    if model.form in ("chinchilla", "gadre"):
+    if model.form in ("chinchilla", "gadre", "muennighoff"):
         return chinchilla_allocation(chinchilla_constants(model.form, consts), budgets, k)
     return numeric_allocation(model, theta_rows, budgets, k)
 
@@ -249,7 +249,7 @@ def _implied(model, c, k, theta=None):
         return {}
     one = {n: np.atleast_1d(v) for n, v in c.items()}
     N, D, _ = (v[0] for v in _allocation(model, one, theta, IMPLIED_BUDGETS, k))
-    if model.form in ("chinchilla", "gadre"):
+    if model.form in ("chinchilla", "gadre", "muennighoff"):
         c = chinchilla_constants(model.form, c)
         a = c["beta"] / (c["alpha"] + c["beta"])
     else:
