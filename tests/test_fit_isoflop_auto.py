@@ -56,6 +56,7 @@ def test_wide_asymmetric_profile_switches_to_the_local_parabola_and_beats_the_pa
     auto, para = fit_law(runs, "isoflop"), fit_law(runs, "isoflop", interp="parabola")
     truth = 0.40 / 0.70
     assert "local" in auto.method
+    assert auto.to_dict()["estimator"] == {"interp": "auto", "used": "local"}
     assert abs(auto.params["a"] - truth) < abs(para.params["a"] - truth)
     assert all(m["interp"] in ("parabola", "local") for m in auto.to_dict()["minima"])
 

@@ -177,6 +177,7 @@ def fit_isoflop(runs, *, interp="auto", bootstrap=0, seed=0, budgets=None,
         implied=implied_allocation(consts), objective_name="wls", delta=None,
         flops_convention=runs.flops_convention, source=runs.source,
         params_formula="G * C**a", tokens_formula="H * C**b",
+        estimator={"interp": interp, "used": chosen if isinstance(chosen, str) else list(chosen)},
         details={"minima": minima, "interp": interp, "seed": seed, "seed_noise": seed_noise,
                  "points": runs, "groups": groups})
 
