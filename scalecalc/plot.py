@@ -55,7 +55,7 @@ def announce_written(path) -> None:
     sys.stderr.write(f"wrote {path}\n")
 
 
-def plot_plan(plan, recipe, path: str | Path) -> None:
+def plot_plan(plan, path: str | Path) -> None:
     """The IsoFLOP curve L(N, C/FLOPs_per_token(N)) at every budget, its optimum and the shape."""
     from scalecalc.planner import _Model  # the same law-under-convention the plan used
 
@@ -65,7 +65,7 @@ def plot_plan(plan, recipe, path: str | Path) -> None:
     plt = _pyplot()
     model = _Model(law, plan.query)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    blocks = recipe.blocks if recipe is not None else []
+    blocks = plan.blocks or []
     for i, (c, n_opt, l_opt) in enumerate(zip(plan.compute.tolist(), plan.params.tolist(), plan.loss.tolist())):
         n = np.geomspace(n_opt / 30, n_opt * 30, 200)
         loss = model.loss(n, c / model.flops_per_token(n), law.constants)
