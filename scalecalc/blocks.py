@@ -189,7 +189,7 @@ def _inference(plan: Plan, options: BlockOptions) -> tuple[list[dict] | None, li
                      "tokens_per_param": result.train_tokens_0 / result.params_0})
     rows = _rows({key: getattr(result, key) for key in ("params_ratio", "tokens_ratio", "cost_saving")})
     for row, a, o in zip(rows, aware, optimal):
-        row.update({"objective": result.objective, "inference_tokens": float(options.inference_tokens),
+        row.update({"objective": result.objective, "inference_tokens": float(options.inference_tokens or 0.0),
                     "inference_aware": a, "compute_optimal": o})
     return rows, list(result.warnings)
 
@@ -198,6 +198,7 @@ def _data(plan: Plan, options: BlockOptions) -> tuple[list[dict], list[list[str]
     from scalecalc import datalimit
 
     u = options.unique_tokens
+    assert u is not None  # build() adds this block only with unique tokens
     result = datalimit.optimal(plan.compute, u)
     rows = _rows({"epochs": plan.tokens / u, "effective_tokens": datalimit.effective_data(plan.tokens, u),
                   "optimal_params": result.params, "optimal_tokens": result.tokens,

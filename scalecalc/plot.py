@@ -65,7 +65,7 @@ def plot_plan(plan, path: str | Path) -> None:
     plt = _pyplot()
     model = _Model(law, plan.query)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    blocks = plan.blocks or []
+    blocks = plan.blocks
     for i, (c, n_opt, l_opt) in enumerate(zip(plan.compute.tolist(), plan.params.tolist(), plan.loss.tolist())):
         n = np.geomspace(n_opt / 30, n_opt * 30, 200)
         loss = model.loss(n, c / model.flops_per_token(n), law.constants)
