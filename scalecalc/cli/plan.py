@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from scalecalc.cli import complete
+from scalecalc.cli.choices import (CONVENTIONS, SHAPE_RULES, check_flops, check_gpu, check_hparams, check_shape_rule,
+                                    hparams_names, listed)
 from scalecalc.cli.base import app
 from scalecalc.cli.common import Column, FormatOption, JsonOption, OutputFormat, QuietOption, emit, resolve_format
 from scalecalc.errors import UsageError
@@ -20,7 +22,7 @@ from scalecalc.quantities import format_count, format_sci
 
 Many = Optional[list[str]]
 LawOption = Annotated[str, typer.Option("--law", "-l", help="Built-in law name or a law YAML file (see `scalecalc laws`).", autocompletion=complete.laws)]
-FlopsOption = Annotated[Optional[str], typer.Option("--flops", help="FLOP convention to plan under (default: the law's own): 6nd, kaplan, head, attention, deepseek, chinchilla-f, chinchilla-f-a4, llama3.", autocompletion=complete.conventions)]
+FlopsOption = Annotated[Optional[str], typer.Option("--flops", help=f"FLOP convention to plan under (default: the law's own): {listed(CONVENTIONS)}.", callback=check_flops, autocompletion=complete.conventions)]
 VocabOption = Annotated[Optional[int], typer.Option("--vocab", min=1, help="Vocabulary size for shape-aware conventions (default: the law's).")]
 SeqOption = Annotated[Optional[int], typer.Option("--seq-len", min=1, help="Sequence length for shape-aware conventions (default: the law's).")]
 AspectOption = Annotated[Optional[float], typer.Option("--aspect-ratio", help="d_model / n_layer of the shape rule (default 128, or the law's).")]
@@ -97,13 +99,13 @@ def plan_command(
     tokens_per_param: Annotated[Optional[float], typer.Option("--tokens-per-param", help="Fix D/N (over-training) at the compute budget; reports the loss penalty.")] = None,
     gpu_hours: Annotated[Many, typer.Option("--gpu-hours", help="Budget in GPU-hours (needs --gpu).")] = None,
     usd: Annotated[Many, typer.Option("--usd", help="Budget in US dollars (needs --gpu; price from --usd-per-gpu-hour or the catalog).")] = None,
-    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU from the catalog (see `scalecalc gpus`: a100, h100-sxm, h100-pcie, h200, b200, mi300x, l40s, rtx-4090, ...).", autocompletion=complete.gpus)] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU from the catalog (see `scalecalc gpus`: a100, h100-sxm, h100-pcie, h200, b200, mi300x, l40s, rtx-4090, ...).", callback=check_gpu, autocompletion=complete.gpus)] = None,
     mfu: Annotated[float, typer.Option("--mfu", min=1e-6, max=1.0, help="Model FLOPs utilisation for time and cost.")] = 0.4,
     usd_per_gpu_hour: Annotated[Optional[float], typer.Option("--usd-per-gpu-hour", help="Price per GPU-hour (default: the catalog's assumption).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="Peak-throughput dtype for the GPU (bf16, fp16, fp8, tf32, fp32; default: the GPU's training dtype).")] = None,
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="Number of GPUs, for wall-clock time.")] = 1,
-    shape_rule: Annotated[str, typer.Option("--shape-rule", help="Architecture rule for the shape block: aspect, chinchilla (Table A9), porian (16 shapes), llama.", autocompletion=complete.shape_rules)] = "aspect",
-    hparams_rule: Annotated[Optional[str], typer.Option("--hparams", help="Hyperparameter rule: porian2024, deepseek2024, kaplan2020, or law (the law file's own; the default when it has rules).", autocompletion=complete.hparams_rules)] = None,
+    shape_rule: Annotated[str, typer.Option("--shape-rule", help=f"Architecture rule for the shape block: {listed(SHAPE_RULES)} (see docs/reference.md §15).", callback=check_shape_rule, autocompletion=complete.shape_rules)] = "aspect",
+    hparams_rule: Annotated[Optional[str], typer.Option("--hparams", help=f"Hyperparameter rule: {listed(hparams_names())} (the law file's own; the default when it has rules).", callback=check_hparams, autocompletion=complete.hparams_rules)] = None,
     inference_tokens: Annotated[Optional[str], typer.Option("--inference-tokens", help="Lifetime inference tokens: adds inference cost and the inference-aware optimum (Sardana et al. 2024).")] = None,
     inference_mfu: Annotated[Optional[float], typer.Option("--inference-mfu", min=1e-6, max=1.0, help="MFU for inference (default: --mfu).")] = None,
     brief: Annotated[bool, typer.Option("--brief", help="Only the allocation: no shape, hyperparameter or hardware blocks (fast bulk queries).")] = False,
