@@ -188,6 +188,45 @@ def test_ctrl_c_then_sigkill_resume_to_the_uninterrupted_result(tmp_path):
     assert not list((killed / "checkpoints").glob("*.pt"))  # removed once a run is done
 
 
+PACKED_RESUME = COMMON + """
+name: packed-resume
+sweeps:
+  - shapes: [{d_model: 16, n_layer: 1}]
+    batch_size: 8
+    lr: [1e-2, 5e-3]
+    seeds: 2
+    steps: 300
+"""
+
+
+def test_sigkill_mid_packed_step_resumes_every_member_to_the_uninterrupted_result(tmp_path):
+    """Four runs packed together (--runs-per-device 4); SIGKILL mid-step; the rerun resumes
+    every member from its checkpoint, and each curve equals an uninterrupted packed sweep's."""
+    recipe = _recipe(tmp_path, PACKED_RESUME)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    cmd = [sys.executable, "-m", "scalecalc", "calibrate", "run", str(recipe), "--device", "cpu",
+           "--threads", "1", "--checkpoint-steps", "25", "--runs-per-device", "4", "--json",
+           "--out"]
+    runs = parse_recipe(__import__("yaml").safe_load(PACKED_RESUME)).runs()
+    assert _run_until(cmd + [str(killed)], killed, runs[0].run_id, 60, signal.SIGKILL) == \
+        -signal.SIGKILL
+    with Store(killed) as s:
+        assert {r.status for r in s.runs()} == {"running"}  # all four in the dead worker's pack
+    assert len(list((killed / "checkpoints").glob("*.pt"))) == 4
+    for out in (killed, clean):
+        done = subprocess.run(cmd + [str(out)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    with Store(killed) as a, Store(clean) as b:
+        assert len(a.runs()) == 4
+        for ra in a.runs():
+            assert ra.status == "done"
+            pa, pb = a.points(ra.id), b.points(ra.id)
+            assert [p.step for p in pa] == [p.step for p in pb] == sorted({p.step for p in pa})
+            assert [p.val_loss for p in pa] == [p.val_loss for p in pb]
+            assert [p.train_loss for p in pa] == [p.train_loss for p in pb]
+    assert not list((killed / "checkpoints").glob("*.pt"))
+
+
 def _max_step(out, run_id) -> int:
     try:
         db = sqlite3.connect(f"file:{out / 'results.sqlite'}?mode=ro", uri=True, timeout=1)

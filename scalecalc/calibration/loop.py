@@ -167,6 +167,18 @@ def train_steps(model, optimizer, tokens, *, batch_size: int, seq_len: int, step
     return [float(l) for l in losses], seconds
 
 
+def check_data(data, cfg: RunConfig) -> None:
+    """One ``DataError`` line when the corpus cannot feed the run (too short, ids beyond vocab)."""
+    from scalecalc.errors import DataError
+
+    if len(data.train) <= cfg.seq_len + 1:
+        raise DataError(f"--data: the corpus has {len(data.train)} training tokens, fewer than "
+                        f"one sequence of {cfg.seq_len}; give more text or a shorter seq_len")
+    if data.vocab_size > cfg.vocab_size:
+        raise DataError(f"--tokenizer: the corpus uses {data.vocab_size} token ids but the run's "
+                        f"vocab_size is {cfg.vocab_size}; set vocab_size or the tokenizer to match")
+
+
 def build_model(cfg: RunConfig, device: str = "cpu") -> GPT:
     """The model of a run, initialised from ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
@@ -231,16 +243,7 @@ def train_run(cfg: RunConfig, data, *, store=None, checkpoint_dir: str | Path | 
     h = cfg.horizon(N, fpt[cfg.flops_convention])
     max_steps, warmup_steps, tps = h.max_steps, h.warmup_steps, h.tokens_per_step
     flops_per_step = fpt[cfg.flops_convention] * tps  # FLOPs, one optimizer step
-    if len(data.train) <= cfg.seq_len + 1:
-        from scalecalc.errors import DataError
-
-        raise DataError(f"--data: the corpus has {len(data.train)} training tokens, fewer than "
-                        f"one sequence of {cfg.seq_len}; give more text or a shorter seq_len")
-    if data.vocab_size > cfg.vocab_size:
-        from scalecalc.errors import DataError
-
-        raise DataError(f"--tokenizer: the corpus uses {data.vocab_size} token ids but the run's "
-                        f"vocab_size is {cfg.vocab_size}; set vocab_size or the tokenizer to match")
+    check_data(data, cfg)
     optimizer = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay,
                                           device_type)
     rng = np.random.default_rng(cfg.seed)  # training windows

@@ -342,6 +342,9 @@ _SETTINGS: dict[str, tuple[Any, bool]] = {
     "eval_points": ("int", False),
     "eval_batches": ("int", False),
     "seed": ("int", True),
+    # seeds: N runs every configuration with seeds seed, seed+1, ..., seed+N-1 (replicates: the
+    # estimator's seed bootstrap and the report's spread read them); the seed is part of run ids
+    "seeds": ("int", False),
 }
 _TOP = {"name", "description", "sweeps"}
 _RULE_KEYS = ("value", "at_params", "exponent")
@@ -480,6 +483,13 @@ def _check_sweep(s: dict, label: str, errors: list[str]) -> dict:
     for key in ("batch_size", "lr"):
         if key not in out:
             errors.append(f"{label}: missing key {key!r}")
+    if "seeds" in out:
+        seeds = out.pop("seeds")
+        if len(out.get("seed", [0])) > 1:
+            errors.append(f"{label}: give either 'seeds' (a count) or a list of 'seed', not both")
+        else:
+            first = out.get("seed", [0])[0]
+            out["seed"] = [first + i for i in range(seeds)]
     for key in ("beta1", "beta2", "min_lr_frac", "cooldown_frac"):
         if key in out and out[key] is not None and not (0 <= out[key] < 1):
             errors.append(f"{label}: {key} must be in [0, 1), got {out[key]!r}")

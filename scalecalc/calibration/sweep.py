@@ -132,7 +132,8 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
               tokenizer: str | None = None, compile: bool = False,
               progress: Progress | None = None, checkpoint_every_s: float | None = None,
               checkpoint_every_steps: int | None = None,
-              threads: int | None = None) -> SweepSummary:
+              threads: int | None = None, runs_per_device: int | str = 1,
+              precision: str = "auto") -> SweepSummary:
     """Train every run of ``recipe`` not yet done, writing curves to ``out_dir/results.sqlite``.
 
     Parameters
@@ -150,6 +151,13 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
     threads : int, optional
         CPU threads for torch (``torch.set_num_threads``); on a shared or busy machine 1 thread
         avoids OpenMP contention, which can slow tiny models tenfold.
+    runs_per_device : int or "auto"
+        K > 1 trains up to K same-shape runs together as one stacked model
+        (:func:`scalecalc.calibration.packed.train_group`); ``auto`` picks K from measured
+        memory and step time (:func:`scalecalc.calibration.dryrun.choose_runs_per_device`),
+        announced as a ``{"event": "packing"}`` message.
+    precision : str
+        ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``.
     """
     t0 = time.perf_counter()
     set_threads(threads)
@@ -166,8 +174,10 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
         _emit(progress, event="device", devices=list(devs), requested=devices or device)
         counts = _counts(store, ids)
         _emit(progress, event="sweep", recipe=recipe.name, total=len(ids), counts=counts)
+        k = _runs_per_device(recipe, devs[0], runs_per_device, precision, progress)
         kwargs = dict(compile=compile, checkpoint_every_s=checkpoint_every_s,
-                      checkpoint_every_steps=checkpoint_every_steps, threads=threads)
+                      checkpoint_every_steps=checkpoint_every_steps, threads=threads,
+                      runs_per_device=k, precision=precision)
         if len(devs) == 1:
             results, interrupted = _worker_loop(store, Path(out_dir), ids, devs[0], progress,
                                                 _SigintFlag(), **kwargs)
@@ -178,6 +188,17 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
                             tuple(results), time.perf_counter() - t0, interrupted)
     finally:
         store.close()
+
+
+def _runs_per_device(recipe, device, runs_per_device, precision, progress) -> int:
+    """K, the runs packed per device: as given, or measured (``auto``) and announced."""
+    if runs_per_device != "auto":
+        return int(runs_per_device)
+    from scalecalc.calibration.dryrun import choose_runs_per_device
+
+    choice = choose_runs_per_device(recipe.runs(), device, precision=precision)
+    _emit(progress, event="packing", runs_per_device=choice.k, reason=choice.reason)
+    return choice.k
 
 
 def _counts(store: Store, ids: list[str]) -> dict:
@@ -225,9 +246,19 @@ def _worker_loop(store: Store, out_dir: Path, ids: list[str], device: str,
                  progress: Progress | None, stop: _SigintFlag, *, compile: bool = False,
                  threads: int | None = None,
                  checkpoint_every_s: float | None = None,
-                 checkpoint_every_steps: int | None = None) -> tuple[list[RunResult], bool]:
-    """Claim and train runs until none is left or Ctrl-C; returns (results, interrupted)."""
+                 checkpoint_every_steps: int | None = None, runs_per_device: int = 1,
+                 precision: str = "auto") -> tuple[list[RunResult], bool]:
+    """Claim and train runs until none is left or Ctrl-C; returns (results, interrupted).
+
+    With ``runs_per_device`` K > 1 (or a precision other than ``auto``) each claim takes a
+    pack of up to K same-shape runs (:func:`scalecalc.calibration.packed.claim_group`)."""
     me = f"{worker_id()}:{device}"
+    if runs_per_device > 1 or precision != "auto":
+        from scalecalc.calibration.packed import pack_loop
+
+        return pack_loop(store, out_dir, ids, device, progress, stop, me, runs_per_device,
+                         precision, checkpoint_every_s=checkpoint_every_s,
+                         checkpoint_every_steps=checkpoint_every_steps)
     corpora: dict[tuple, object] = {}
     results = []
     with stop:

@@ -14,14 +14,14 @@ and the synthetic-curve generator in ``kaplan.py``.
 """
 
 from .contour import BcritFit, Contour, contours, fit_bcrit
-from .curves import Curve, curves_from_store, make_curve
+from .curves import Curve, curves_from_store, make_curve, replicate_groups, seed_spread
 from .fits import CurveFit, PowerLawN, fit_curves, fit_loss_n, fit_loss_n_e
 from .kaplan import KAPLAN_TABLE5, loss_nsb, synthetic_curves
 from .procedure import estimate, heldout_check
 from .result import Estimate
 
 __all__ = [
-    "Curve", "make_curve", "curves_from_store", "Estimate", "estimate", "heldout_check",
+    "Curve", "make_curve", "curves_from_store", "replicate_groups", "seed_spread", "Estimate", "estimate", "heldout_check",
     "Contour", "BcritFit", "contours", "fit_bcrit", "PowerLawN", "CurveFit", "fit_loss_n",
     "fit_loss_n_e", "fit_curves", "loss_nsb", "synthetic_curves", "KAPLAN_TABLE5",
 ]

@@ -36,6 +36,9 @@ class Curve:
         validation loss L in nats/token.
     budget : float or None
         FLOP budget for runs of an IsoFLOP sweep, else None.
+    replicate_of : str or None
+        The run's configuration without its seed (a hash): runs sharing it are seed replicates
+        (recipe ``seeds: N``). None: the run is its own configuration.
     """
 
     run_id: str
@@ -48,6 +51,7 @@ class Curve:
     flops: np.ndarray = field(repr=False)
     loss: np.ndarray = field(repr=False)
     budget: float | None = None
+    replicate_of: str | None = None
 
     def after_warmup(self) -> np.ndarray:
         """Boolean mask of the points past warmup with a finite, positive loss."""
@@ -162,9 +166,49 @@ def curves_from_store(store) -> list[Curve]:
             flops=np.array([p.flops for p in points], float),
             loss=np.array([p.val_loss for p in points], float),
             budget=None if budget is None else float(budget),
+            replicate_of=_without_seed(cfg),
         ))
     curves.sort(key=lambda c: (c.N_non_embedding, c.batch_tokens, c.run_id))
     return curves
+
+
+def _without_seed(cfg: dict) -> str:
+    """Hash of a stored config with its seed removed: equal for the seeds of one configuration."""
+    import hashlib
+    import json
+
+    rest = {k: v for k, v in cfg.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def replicate_groups(curves: Sequence[Curve]) -> list[list[Curve]]:
+    """Curves grouped by configuration (seed replicates together), in first-seen order."""
+    groups: dict[str, list[Curve]] = {}
+    for c in curves:
+        groups.setdefault(c.replicate_of or c.run_id, []).append(c)
+    return list(groups.values())
+
+
+def seed_spread(curves: Sequence[Curve]) -> list[dict]:
+    """Final-loss spread over the seeds of each configuration, smallest model first.
+
+    One row per configuration: ``N`` (non-embedding), ``batch_tokens``, ``seeds`` (replicates),
+    ``mean``, ``std`` (sample, ddof=1; None for one seed), ``low``, ``high`` (nats/token),
+    ``rel_spread`` = (high - low) / mean.
+    """
+    rows = []
+    for group in replicate_groups(curves):
+        final = np.array([c.final_loss for c in group])
+        final = final[np.isfinite(final)]
+        if not len(final):
+            continue
+        rows.append({"N": group[0].N_non_embedding, "batch_tokens": group[0].batch_tokens,
+                     "seeds": len(final), "mean": float(final.mean()),
+                     "std": float(final.std(ddof=1)) if len(final) > 1 else None,
+                     "low": float(final.min()), "high": float(final.max()),
+                     "rel_spread": float((final.max() - final.min()) / final.mean())})
+    rows.sort(key=lambda r: (r["N"], r["batch_tokens"]))
+    return rows
 
 
 def as_curves(source) -> list[Curve]:

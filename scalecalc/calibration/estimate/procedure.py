@@ -7,7 +7,10 @@ Pipeline (REFERENCE §6, reconstructed from Kaplan et al. 2020 §5 and App. D.3)
 3. S_c, α_S (and N_c, α_N jointly when step 2 succeeded) from L(N, S_min) over all points
    after warmup, S_min = S/(1 + B_crit(L)/B) with B_crit from step 2 (``fits.fit_curves``);
 4. Chinchilla form and exponent a from IsoFLOP runs through ``scalecalc.fit`` (``isoflop``);
-5. case-resampling bootstrap over runs for steps 1-3 (seeded).
+5. case-resampling bootstrap over runs for steps 1-3 (seeded); with seed replicates (recipe
+   ``seeds: N``) a two-stage *seed bootstrap*: configurations are resampled, then the seeds of
+   each, so every interval includes seed-to-seed noise (Davison & Hinkley 1997, "Bootstrap
+   Methods and their Application", §3.8, two-stage resampling of clustered data).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from scalecalc.errors import NotEnoughData, ScalecalcError
 
 from .contour import Contour, contours, fit_bcrit
-from .curves import Curve, as_curves, group_by_size
+from .curves import Curve, as_curves, group_by_size, replicate_groups, seed_spread
 from .fits import CurveFit, final_points, fit_curves, fit_loss_n, fit_loss_n_e
 from .isoflop import fit_isoflop
 from .kaplan import frontier, loss_nsb
@@ -117,10 +120,13 @@ def estimate(source, *, bootstrap: int = 100, seed: int = 0, joint: bool | None 
         "curve_rms_lnL": full.curve_fit.rms, "curve_points": full.curve_fit.n_points,
         "contours_used": sum(c.ok for c in full.contours), "contours_tried": len(full.contours),
         "bootstrap": bootstrap, "bootstrap_valid": n_ok, "seed": seed, "confidence": confidence,
+        "seed_bootstrap": any(len(g) > 1 for g in replicate_groups(curves)),
     }
+    provenance = _provenance(source, curves)
+    if method["seed_bootstrap"]:  # the law file carries the replicates behind its intervals
+        provenance["replicates"] = seed_spread(curves)
     return Estimate(constants, intervals, aligned, len(curves), len(group_by_size(curves)),
-                    tuple(warnings), _provenance(source, curves), _fitted_range(curves),
-                    full.contours, method)
+                    tuple(warnings), provenance, _fitted_range(curves), full.contours, method)
 
 
 def _bootstrap(curves, full: _Core, n: int, seed: int, n_levels: int):
@@ -129,7 +135,7 @@ def _bootstrap(curves, full: _Core, n: int, seed: int, n_levels: int):
     columns: dict[str, list[float]] = {k: [] for k in full.constants}
     n_ok = 0
     for _ in range(n):
-        pick = [curves[i] for i in rng.integers(0, len(curves), len(curves))]
+        pick = resample(curves, rng)
         try:
             rep = _core(pick, joint=full.curve_fit.joint, n_levels=n_levels,
                         start=full.curve_fit, residual=full.curve_fit.residual).constants
@@ -140,6 +146,19 @@ def _bootstrap(curves, full: _Core, n: int, seed: int, n_levels: int):
             value = rep.get(k, np.nan)
             columns[k].append(value if np.isfinite(value) else np.nan)
     return {k: np.array(v) for k, v in columns.items()}, n_ok
+
+
+def resample(curves: Sequence[Curve], rng: np.random.Generator) -> list[Curve]:
+    """One bootstrap resample: whole runs with replacement; with seed replicates, the
+    configurations with replacement and then the seeds within each (two-stage)."""
+    groups = replicate_groups(curves)
+    if all(len(g) == 1 for g in groups):  # one seed each: plain case resampling, as before
+        return [curves[i] for i in rng.integers(0, len(curves), len(curves))]
+    pick = []
+    for gi in rng.integers(0, len(groups), len(groups)):
+        group = groups[gi]
+        pick.extend(group[i] for i in rng.integers(0, len(group), len(group)))
+    return pick
 
 
 def _intervals(columns: dict[str, np.ndarray], confidence: float) -> dict[str, tuple[float, float]]:
@@ -239,7 +258,8 @@ def _shape(runs) -> dict[str, float] | None:
 
 
 def heldout_check(source, *, joint: bool | None = None, n_levels: int = 12,
-                  residual: str = "forward") -> dict:
+                  residual: str = "forward", bootstrap: int = 0, seed: int = 0,
+                  confidence: float = 0.95) -> dict:
     """Refit without the largest model and predict its whole learning curve (issue 4, item 8).
 
     The refit uses steps 1-3 on every run of the smaller sizes. The held-out run is the longest run
@@ -252,7 +272,11 @@ def heldout_check(source, *, joint: bool | None = None, n_levels: int = 12,
         ``run_id``, ``N``, ``batch_tokens``, ``steps``, ``measured``, ``predicted`` (points after
         warmup), ``final_measured`` (smoothed), ``final_predicted``, ``final_rel_error``
         (predicted/measured − 1), ``rms_rel_error`` over the curve, ``constants`` of the refit,
-        ``n_runs_refit``, ``warnings``.
+        ``n_runs_refit``, ``warnings``; ``final_measured_seeds`` (the final losses of every
+        seed of the held-out configuration); with ``bootstrap`` > 0, ``final_interval`` (the
+        ``confidence`` percentile interval of the predicted final loss over refits on
+        :func:`resample` draws of the smaller sizes: fit and seed noise) and
+        ``covers_measured`` (whether it contains the final loss of every measured seed).
     """
     curves = as_curves(source)
     groups = group_by_size(curves)
@@ -269,7 +293,13 @@ def heldout_check(source, *, joint: bool | None = None, n_levels: int = 12,
                          **{n: k[n] for n in ("N_c", "alpha_N", "S_c", "alpha_S")},
                          Bstar=k.get("Bstar"), alpha_B=k.get("alpha_B"))
     rel = predicted / measured - 1
-    return {
+    seeds = [c.final_loss for c in curves if c.replicate_of is not None
+             and c.replicate_of == held.replicate_of] or [held.final_loss]
+    extra: dict[str, Any] = {"final_measured_seeds": seeds}
+    if bootstrap > 0:
+        extra.update(_heldout_interval(train, held, refit, bootstrap, seed, confidence, n_levels,
+                                       seeds))
+    return {**extra,
         "run_id": held.run_id, "N": held.N_non_embedding, "batch_tokens": held.batch_tokens,
         "steps": S.tolist(), "measured": measured.tolist(), "predicted": predicted.tolist(),
         "final_measured": held.final_loss, "final_predicted": float(predicted[-1]),
@@ -277,3 +307,28 @@ def heldout_check(source, *, joint: bool | None = None, n_levels: int = 12,
         "rms_rel_error": float(np.sqrt(np.mean(rel**2))),
         "constants": dict(k), "n_runs_refit": len(train), "warnings": list(refit.notes),
     }
+
+
+def _heldout_interval(train, held: Curve, refit: _Core, n: int, seed: int, confidence: float,
+                      n_levels: int, measured_seeds) -> dict:
+    """Percentile interval of the held-out final-loss prediction over bootstrap refits."""
+    rng = np.random.default_rng(seed)
+    finals = []
+    S_last = held.steps[held.after_warmup()][-1:]
+    for _ in range(n):
+        try:
+            k = _core(resample(train, rng), joint=refit.curve_fit.joint, n_levels=n_levels,
+                      start=refit.curve_fit, residual=refit.curve_fit.residual).constants
+            value = float(loss_nsb(held.N_non_embedding, S_last, held.batch_tokens,
+                                   **{c: k[c] for c in ("N_c", "alpha_N", "S_c", "alpha_S")},
+                                   Bstar=k.get("Bstar"), alpha_B=k.get("alpha_B"))[-1])
+        except (ScalecalcError, ValueError, KeyError, np.linalg.LinAlgError):
+            continue
+        if np.isfinite(value):
+            finals.append(value)
+    if len(finals) < 10:
+        return {"final_interval": None, "covers_measured": None, "interval_replicates": len(finals)}
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = (float(x) for x in np.percentile(finals, [tail, 100 - tail]))
+    return {"final_interval": [lo, hi], "interval_replicates": len(finals),
+            "covers_measured": bool(all(lo <= m <= hi for m in measured_seeds))}

@@ -38,15 +38,18 @@ def report(
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:
-    """Runs, constants with intervals, and a held-out check of the largest model.
+    """Runs, constants with intervals, the seed spread, and a held-out check of the largest model.
 
-    The held-out check refits without the largest model and predicts its whole learning curve.
+    The held-out check refits without the largest model and predicts its whole learning curve;
+    its final loss gets a bootstrap interval (seeds resampled when the recipe has several), and
+    the spread of final losses over seeds is shown per size.
 
     Example:
         scalecalc calibrate report runs/quick
         scalecalc calibrate report runs/quick --plot runs/quick/figures
     """
-    from scalecalc.calibration.estimate import estimate, heldout_check
+    from scalecalc.calibration.estimate import (curves_from_store, estimate, heldout_check,
+                                                seed_spread)
     from scalecalc.calibration.store import Store
     from scalecalc.errors import NotEnoughData
 
@@ -54,18 +57,20 @@ def report(
     with Store(out) as store:
         counts = store.counts()
         est = estimate(store, bootstrap=bootstrap, seed=seed)
+        spread = seed_spread(curves_from_store(store))
         try:
-            held = heldout_check(store)
+            held = heldout_check(store, bootstrap=bootstrap, seed=seed)
         except NotEnoughData as exc:
             held = {"error": str(exc)}
         figures = _plots(store, held, plot) if plot is not None else []
     if fmt is not OutputFormat.table:
-        emit([{"runs": counts, "estimate": est.to_dict(), "heldout": held,
+        emit([{"runs": counts, "estimate": est.to_dict(), "heldout": held, "seed_spread": spread,
                "figures": [str(f) for f in figures]}], [], fmt, single=True)
         return
     console = stderr_console()
     constants_table(est, f"{out}: {est.n_runs} runs, {est.n_sizes} sizes "
                           f"({', '.join(f'{n} {s}' for s, n in counts.items() if n)})")
+    _spread_table(spread, console)
     if "error" in held:
         console.print(f"held-out check: {held['error']}")
     else:
@@ -74,11 +79,30 @@ def report(
             Column("measured", "final_measured", fmt_loss),
             Column("predicted", "final_predicted", fmt_loss),
             Column("final error", "final_rel_error", lambda x: f"{100 * x:+.2f}%"),
+            Column("interval", "final_interval",
+                   lambda v: f"[{v[0]:.4f}, {v[1]:.4f}]" if v else "-"),
+            Column("covers", "covers_measured",
+                   lambda v: "-" if v is None else ("yes" if v else "no")),
             Column("curve rms", "rms_rel_error", lambda x: f"{100 * x:.2f}%"),
         ], OutputFormat.table, title="held-out check: refit without the largest model, "
                                      "predict its learning curve", warnings=held["warnings"])
     for f in figures:
         console.print(f"wrote {f}")
+
+
+def _spread_table(rows: list[dict], console) -> None:
+    """Final loss over the seeds of each configuration (recipe ``seeds: N``)."""
+    if not any(r["seeds"] > 1 for r in rows):
+        console.print("seed spread: one seed per configuration (add `seeds: 3` to the recipe "
+                      "for the seed-to-seed noise)")
+        return
+    emit([r for r in rows if r["seeds"] > 1], [
+        Column("N", "N", format_count), Column("batch (tokens)", "batch_tokens", format_count),
+        Column("seeds", "seeds"), Column("mean", "mean", fmt_loss),
+        Column("std", "std", lambda x: "-" if x is None else f"{x:.4f}"),
+        Column("low", "low", fmt_loss), Column("high", "high", fmt_loss),
+        Column("spread", "rel_spread", lambda x: f"{100 * x:.2f}%"),
+    ], OutputFormat.table, title="final loss over seeds, per configuration (nats/token)")
 
 
 def _plots(store, held: dict, folder: Path) -> list[Path]:

@@ -45,9 +45,16 @@ def run(
     checkpoint_steps: Annotated[Optional[int], typer.Option(
         "--checkpoint-steps", min=1, help="Also checkpoint every this many steps (default: "
         "every 3 minutes only).")] = None,
+    runs_per_device: Annotated[str, typer.Option(
+        "--runs-per-device", help="Train up to K same-shape runs together as one stacked model "
+        "(seeds, learning rates of one size); auto measures memory and step time and picks K.")
+    ] = "1",
+    precision: Annotated[str, typer.Option(
+        "--precision", help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16.")
+    ] = "auto",
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="List the runs with N, D, FLOPs and a time estimated from a few "
-        "measured steps; train nothing.")] = False,
+        "--dry-run", help="List the runs with N, D, FLOPs, memory per run, the packing plan and "
+        "a time estimated from a few measured steps; train nothing.")] = False,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:
@@ -63,6 +70,9 @@ def run(
     from scalecalc.calibration.recipe import load_recipe
 
     fmt = resolve_format(fmt, as_json)
+    k = _parse_runs_per_device(runs_per_device)
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"--precision {precision}: use auto, fp32 or bf16")
     rec = load_recipe(recipe)  # recipe problems are reported before torch is imported
     from scalecalc.errors import require
 
@@ -73,20 +83,34 @@ def run(
     if device_list is not None and not device_list:
         raise UsageError("--devices: give one or more devices, e.g. cuda:0,cuda:1")
     if dry_run:
-        rows = sweep.plan_sweep(rec, device=device, out_dir=out, data=data, tokenizer=tokenizer,
-                                threads=threads)
-        _render_plan(rows, rec, fmt, out=out, device=device, threads=threads, data=data,
-                     tokenizer=tokenizer)
+        from scalecalc.calibration.dryrun import dry_run as plan
+
+        _render_plan(plan(rec, device=device, runs_per_device=k, precision=precision,
+                          out_dir=out, data=data, tokenizer=tokenizer, threads=threads),
+                     rec, fmt, out=out, threads=threads, data=data, tokenizer=tokenizer)
         return
     console = stderr_console()
     with _ProgressView(console) as view:
         summary = sweep.run_sweep(rec, out, device=device, devices=device_list, data=data,
                                   tokenizer=tokenizer, compile=compile, progress=view,
-                                  checkpoint_every_steps=checkpoint_steps, threads=threads)
+                                  checkpoint_every_steps=checkpoint_steps, threads=threads,
+                                  runs_per_device=k, precision=precision)
     _render_summary(summary, fmt)
     if summary.interrupted:
         console.print("interrupted: progress is checkpointed; rerun the same command to resume")
         raise typer.Exit(130)
+
+
+def _parse_runs_per_device(value: str) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise UsageError(f"--runs-per-device {value}: give a whole number >= 1 or auto")
+    return k
 
 
 def minutes(seconds: float | None) -> str:
@@ -94,14 +118,21 @@ def minutes(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f} min"
 
 
-def _render_plan(rows, rec, fmt: OutputFormat, *, out, device: str, threads, data, tokenizer) -> None:
-    """The dry run: the setup, one line per run, the estimate in minutes and what to run next."""
+def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer) -> None:
+    """The dry run: the setup, the packing choice and plan, memory per run, one line per run,
+    the estimate in minutes and what to run next."""
     from dataclasses import asdict
 
     from scalecalc.cli.common import output_width, wrap_line
 
+    rows, device = plan.rows, plan.device
     dicts = [asdict(r) for r in rows]
-    total = sum(r.seconds or 0 for r in rows)
+    total = plan.seconds
+    if fmt is not OutputFormat.table:  # machine-readable: the packing plan travels with the rows
+        for d in dicts:
+            d["pack"] = next(i for i, ids in enumerate(plan.packs) if d["run_id"] in ids)
+            d["runs_per_device"] = plan.choice.k
+            d["bytes_per_run"] = plan.choice.bytes_per_run
     columns = [
         Column("run", "run_id", lambda v: v[:8], justify="left", wrap=False),
         Column("sweep", "sweep", justify="left", wrap=False),
@@ -122,11 +153,17 @@ def _render_plan(rows, rec, fmt: OutputFormat, *, out, device: str, threads, dat
         "threads": threads if threads else "torch default", "out": str(out),
     }
     emit(dicts, columns, fmt, title=(
-        f"{rec.name}: {len(rows)} runs, estimated {total / 60:.1f} minutes in all (measured on {device})"
+        f"{rec.name}: {len(rows)} runs, estimated {total / 60:.1f} minutes in all (measured on {device}, "
+        f"{plan.choice.k} per device)"
         if fmt is OutputFormat.table else None))
     if fmt is OutputFormat.table:
         lines = [f"Data: {setup['data']}; tokenizer {setup['tokenizer']}; context {setup['context']} tokens",
                  f"Device: {setup['device']}; threads: {setup['threads']}; results go to {setup['out']}/results.sqlite",
+                 f"Precision: {plan.precision}; packing: {plan.choice.reason}",
+                 f"Memory per run (est.): {plan.choice.bytes_per_run / 2**20:.1f} MiB" + (
+                     f" of {plan.choice.free_bytes / 2**30:.1f} GiB free" if plan.choice.free_bytes else "")
+                 + f"; {len(plan.packs)} packs: " + ", ".join(
+                     f"{len(ids)} x {minutes(sec)}" for ids, sec in zip(plan.packs, plan.pack_seconds)),
                  "Next: scalecalc calibrate run " + (rec.path or rec.name) + f" --out {setup['out']}",
                  f"      scalecalc calibrate status {setup['out']}",
                  f"      scalecalc calibrate fit {setup['out']}"]
@@ -182,6 +219,8 @@ class _ProgressView:
         kind = event.get("event")
         if kind == "device":
             self.console.print(f"device: {', '.join(event['devices'])}")
+        elif kind == "packing":
+            self.console.print(f"packing: {event['reason']}", highlight=False)
         elif kind == "sweep":
             c = event["counts"]
             self.total = event["total"]
