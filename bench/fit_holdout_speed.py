@@ -1,9 +1,9 @@
-"""Timing of a default ``scalecalc fit`` with its built-in holdout and bootstrap(1000) (issue 11).
+"""Timing of a default ``scalecalc fit`` with its built-in holdout and bootstrap(1000).
 
 On 250 synthetic runs (10 sizes 10M-3B x 25 token multipliers, noise 0.5%): the default fit
 (chinchilla, 4500-start grid, leave-largest-size-out holdout) with ``--bootstrap 1000``. Target:
 under 10 s on the 2-core machine. Also reported as a ratio against a baseline in the same run:
-the same fit without holdout and without bootstrap (what issue 3's fit did by default), so a
+the same fit without holdout and without bootstrap (what `fit` did by default before held-out checks), so a
 busy machine shows up in both numbers.
 
 Run: ``python bench/fit_holdout_speed.py [--replicates 1000] [--repeats 2]``.

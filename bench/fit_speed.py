@@ -1,4 +1,4 @@
-"""Timing of ``scalecalc fit --form chinchilla`` on the Epoch AI data (issue 3 targets).
+"""Timing of ``scalecalc fit --form chinchilla`` on the Epoch AI data.
 
 Times, in one run:
 1. the approach-3 fit with Hoffmann's 4500-start grid (target <= 5 s on a 2-core machine);

@@ -138,7 +138,7 @@ def _law_rules(plan: Plan, seq_len: int, loss):
         values["batch_tokens"] = hparams.recommend("porian2024", N=plan.params, seq_len=seq_len).batch_tokens
     if "learning_rate" in law.hyperparameters:
         # from_values leaves a non-positive rate undefined, with a note (Kaplan eq. D.1 hits zero
-        # at N = 1.2e10, REFERENCE §1.8)
+        # at N = 1.2e10, docs/reference.md §1.8)
         lr = np.asarray(law.hyperparameter("learning_rate", **env), dtype=float)
         values["peak_lr"] = np.where(lr > 0, lr, np.nan)
     bstar = law.constants.get("Bstar", hparams.KAPLAN_BSTAR)

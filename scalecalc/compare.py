@@ -62,7 +62,7 @@ def correction_path(name: str, budgets: np.ndarray) -> dict:
     """Porian et al. 2024's correction path: each step's exponent a and N* at the budgets.
 
     N*(C) = N*(C_ref) (C / C_ref)^a through each step's published N* at C_ref = 5.88e23 FLOPs
-    (REFERENCE §5.2, RefinedWeb).
+    (docs/reference.md §5.2, RefinedWeb).
     """
     if name.lower() != "porian":
         raise UnknownName("correction path", name, ["porian"], "--path")

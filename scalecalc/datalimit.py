@@ -1,5 +1,5 @@
 """Data-constrained scaling (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models",
-arXiv 2305.16264, App. B eq. 16-20; constants per REFERENCE.md §8 [S ×2]).
+arXiv 2305.16264, App. B eq. 16-20; constants per docs/reference.md §8 [S ×2]).
 
 Repeated tokens are worth less than fresh ones. With U unique tokens trained for D tokens
 (R_D = D/U − 1 repetitions), the effective data is::
@@ -13,7 +13,7 @@ way with U_N = min(N, N_opt(U)) and R_N = N/U_N − 1::
 
 and the loss is the Chinchilla form on the effective quantities, L = E + A/N'^α + B/D'^β,
 fitted on C4 with α = β. Here N_opt(U) is the compute-optimal size for U tokens under the base law,
-from αA/N^α = βB/D^β (with α = β: N = (A/B)^(1/α)·D, i.e. D/N = 19.6, REFERENCE §8 G² = 0.05099).
+from αA/N^α = βB/D^β (with α = β: N = (A/B)^(1/α)·D, i.e. D/N = 19.6, docs/reference.md §8 G² = 0.05099).
 
 :func:`optimal` minimises L(N, C/(kN), U) over N at fixed compute C: a 0.5-decade grid over
 ±6 decades around the unconstrained optimum, then golden-section search in log N between the best
@@ -30,7 +30,7 @@ import numpy as np
 from scalecalc import solve
 from scalecalc.errors import UsageError
 
-# Muennighoff et al. 2023, C4 fit (REFERENCE.md §8): A = e^a, B = e^b, E = e^e, alpha = beta.
+# Muennighoff et al. 2023, C4 fit (docs/reference.md §8): A = e^a, B = e^b, E = e^e, alpha = beta.
 a, b, e = 6.255414, 7.3049974, 0.6254804
 A, B, E = math.exp(a), math.exp(b), math.exp(e)  # 520.8, 1487.7, 1.869
 alpha = beta = 0.3526596

@@ -2,7 +2,7 @@
 
 Law files come from users, so their formulas are never passed to ``eval``, ``exec`` or
 ``compile``. :func:`parse` runs ``ast.parse(text, mode="eval")`` and walks the tree against an
-explicit whitelist (DESIGN.md, "Laws are data"):
+explicit whitelist (docs/architecture.md):
 
 * numbers (``int`` or ``float`` literals; no strings, booleans, complex numbers or ``None``);
 * ``+ - * / **`` and unary ``-`` / ``+``;
@@ -17,7 +17,7 @@ tree, which is compiled once into nested Python closures over numpy ufuncs (the 
 can be rebuilt node by node as a sympy expression (the symbolic view, ``scalecalc formula``).
 
 This module imports only ``ast``, ``dataclasses`` and numpy: it is on the path of every
-``scalecalc plan`` query, and sympy alone costs about half a second to import (STYLE.md §9).
+``scalecalc plan`` query, and sympy alone costs about half a second to import.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """FLOP-counting conventions, parameter counts and shape rules.
 
 Scaling laws disagree partly because they count N (parameters) and C (training FLOPs) differently
-(REFERENCE.md §9). This module makes every convention explicit and computable:
+(docs/reference.md §9). This module makes every convention explicit and computable:
 
 * :class:`Arch` is one concrete decoder-only transformer; :func:`param_counts` splits its
   parameters by group, :func:`itemize` reproduces Kaplan et al. 2020 Table 1,
@@ -51,7 +51,7 @@ NORMS = ("layernorm", "rmsnorm")
 N_KINDS = ("total", "non_embedding", "head")
 
 # Llama 3 §3.2.1: 3.8e25 FLOPs -> 402B params on 16.55T tokens, so C/(N·D) = 5.7116; the paper never
-# states this constant, it is back-solved (REFERENCE.md §4).
+# states this constant, it is back-solved (docs/reference.md §4).
 LLAMA3_FACTOR = 5.711
 
 # Option names used in messages, so a bad field is reported as the flag the user typed.
@@ -65,7 +65,7 @@ _OPTION = {
 def swiglu_ffn(d_model: int, multiplier: float = 1.0, multiple_of: int = 256) -> int:
     """SwiGLU hidden size: ``multiple_of·ceil(floor(multiplier·8d/3)/multiple_of)``.
 
-    With multiplier 1 and 256 this is OpenLM's rule used by Porian et al. 2024 (REFERENCE.md §5.3)
+    With multiplier 1 and 256 this is OpenLM's rule used by Porian et al. 2024 (docs/reference.md §5.3)
     and Llama 2's (d 4096 -> 11008): 8d/3 keeps the SwiGLU block at 3·d·d_ff ≈ 8d² like GELU's 4d.
     """
     hidden = int(multiplier * (8 * d_model // 3))
@@ -285,7 +285,7 @@ def itemize(arch: Arch) -> list[FlopItem]:
 
 
 def chinchilla_appendix_f(arch: Arch, include_embeddings: bool = True) -> dict[str, float]:
-    """Hoffmann et al. 2022 Appendix F FLOP count (REFERENCE.md §2.4).
+    """Hoffmann et al. 2022 Appendix F FLOP count (docs/reference.md §2.4).
 
     Per sequence of ``seq_len`` tokens, forward pass, 2 FLOPs per multiply-add; attention terms are
     multiplied by n_layer. key_size·num_heads = d_attn; the dense block uses each MLP matrix of the
@@ -332,7 +332,7 @@ def chinchilla_appendix_f(arch: Arch, include_embeddings: bool = True) -> dict[s
 
 @dataclass(frozen=True)
 class Convention:
-    """A way of counting training FLOPs per token (REFERENCE.md §9).
+    """A way of counting training FLOPs per token (docs/reference.md §9).
 
     ``n_kind`` is the parameter count the formula's N refers to; ``needs_shape`` is True when the
     formula needs more than N (width, depth, vocabulary, context); ``derived`` marks a constant
@@ -519,7 +519,7 @@ def flops_per_token(counts: dict, convention: str | Convention, n_kind: str = "t
     """Training FLOPs per token from a :func:`width_counts` dict (arrays broadcast).
 
     ``6nd`` and ``llama3`` multiply ``counts[n_kind]``; the shape-aware conventions use their
-    formulas (REFERENCE.md §9). ``chinchilla-f*`` takes key_size·heads = d, ffw = 4d and
+    formulas (docs/reference.md §9). ``chinchilla-f*`` takes key_size·heads = d, ffw = 4d and
     heads = d/128 (one head per 128 channels).
     """
     name = get_convention(convention).name
@@ -634,7 +634,7 @@ CHINCHILLA_A9: tuple[tuple[int, int, int, int, int, int], ...] = (
 )
 
 # Porian et al. 2024: the 16 (d_model, n_layer) shapes, reverse-engineered from the N values in
-# formll/resolving-scaling-law-discrepancies (REFERENCE.md §5.3; confirm against the paper's Table 3).
+# formll/resolving-scaling-law-discrepancies (docs/reference.md §5.3; confirm against the paper's Table 3).
 PORIAN_SHAPES: tuple[tuple[int, int], ...] = (
     (96, 3), (128, 4), (160, 5), (224, 6), (288, 8), (320, 9), (384, 10), (480, 12), (576, 14),
     (640, 15), (704, 18), (832, 21), (1024, 23), (1120, 26), (1312, 26), (1504, 30),
@@ -793,7 +793,7 @@ _HF_KEYS = {
 
 # Keys that change the parameter count in ways an Arch cannot express (DeepSeek V2/V3's shared
 # and routed experts, dense first layers and compressed (MLA) attention): refused by name rather
-# than read into a silently wrong number (issue 8).
+# than read into a silently wrong number.
 _HF_UNSUPPORTED = ("n_routed_experts", "n_shared_experts", "first_k_dense_replace",
                    "kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
                    "v_head_dim", "moe_layer_freq", "decoder_sparse_step", "shared_expert_intermediate_size")

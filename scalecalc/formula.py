@@ -11,7 +11,7 @@ from scalecalc.laws import Law
 
 from scalecalc.planner import LINEAR_FLOPS
 
-# C = k N D (REFERENCE §9), shown as 6 rather than 6.0
+# C = k N D (docs/reference.md §9), shown as 6 rather than 6.0
 _LINEAR = {name: int(k) if k == int(k) else k for name, k in LINEAR_FLOPS.items()}
 
 

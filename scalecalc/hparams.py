@@ -6,12 +6,12 @@ Three published rules, each a function of the quantity its paper fitted on:
   lr* = 3.7·N^-0.36, B* = 0.00037·N^0.703 sequences of 2048 tokens (= 0.7576·N^0.703 tokens),
   warmup = N tokens, β2 = 0.99 at batches of at most 128 sequences, else 0.95.
   These constants come from two consistent secondary sources, not the paper text
-  (REFERENCE.md §5.4 [S]); every result from this rule says so.
+  (docs/reference.md §5.4 [S]); every result from this rule says so.
 - ``deepseek2024`` (Bi et al. 2024, DeepSeek LLM, arXiv 2401.02954, eq. 1) -- of compute C
   (C = M·D with M the non-embedding FLOPs/token of their eq. 2):
   η_opt = 0.3118·C^-0.1250, B_opt = 0.2920·C^0.3271 tokens; 2000 warmup steps and β2 = 0.95 (Table 2).
 - ``kaplan2020`` (Kaplan et al. 2020, arXiv 2001.08361) -- LR(N) = 0.003239 − 0.0001395·ln N
-  (eq. D.1, natural log: REFERENCE.md §1.8), batch = the critical batch B_crit(L) = B*/L^(1/α_B)
+  (eq. D.1, natural log: docs/reference.md §1.8), batch = the critical batch B_crit(L) = B*/L^(1/α_B)
   (eq. 5.3; training at B_crit is the paper's time/compute compromise, §5.1), 3000 warmup steps.
 
 For every rule, given the predicted loss L, :func:`recommend` also reports Kaplan's critical batch and
@@ -19,7 +19,7 @@ what training at the recommended batch B costs against the minimum (eq. 5.4, 5.5
 S/S_min = 1 + B_crit/B steps and C/C_min = 1 + B/B_crit compute. B_crit was fitted on WebText2 in
 nats/token; applied to another law's loss it is an order-of-magnitude guide.
 
-Kaplan's B* differs within the paper: 2e8 tokens in eq. 1.4 / §5.1, 2.1e8 in Table 5 (REFERENCE.md §12
+Kaplan's B* differs within the paper: 2e8 tokens in eq. 1.4 / §5.1, 2.1e8 in Table 5 (docs/reference.md §12
 item 4). We default to Table 5's 2.1e8 (the fitted value); pass ``Bstar=2e8`` for the text's figure.
 """
 
@@ -35,7 +35,7 @@ from scalecalc.errors import UnknownName, UsageError
 KAPLAN_BSTAR = 2.1e8  # tokens, Kaplan et al. 2020 Table 5 (eq. 1.4 text rounds to 2e8)
 KAPLAN_ALPHA_B = 0.21  # Kaplan et al. 2020 Table 5
 PORIAN_SEQ_LEN = 2048  # tokens per sequence in Porian et al.'s batch-size fit
-PORIAN_SMALL_BATCH = 128  # sequences; at or below this β2 = 0.95 is suboptimal (REFERENCE §5.4)
+PORIAN_SMALL_BATCH = 128  # sequences; at or below this β2 = 0.95 is suboptimal (docs/reference.md §5.4)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def porian2024(N) -> dict:
     Returns a dict of arrays: ``peak_lr`` = 3.7·N^-0.36; ``batch_tokens`` = 0.00037·N^0.703
     sequences × 2048 tokens; ``batch_sequences_2048``; ``warmup_tokens`` = N; ``beta2`` = 0.99 where
     the batch is at most 128 sequences of 2048 tokens, else 0.95.
-    Source: REFERENCE.md §5.4 (two consistent secondary sources, [S]); fitted on 2.5e7 < N < 1.1e8.
+    Source: docs/reference.md §5.4 (two consistent secondary sources, [S]); fitted on 2.5e7 < N < 1.1e8.
     """
     N = np.asarray(N, dtype=float)
     seqs = 0.00037 * np.exp(0.703 * np.log(N))  # sequences of 2048 tokens
@@ -123,7 +123,7 @@ def deepseek2024(C) -> dict:
 def kaplan_lr(N) -> np.ndarray:
     """Kaplan et al. 2020 eq. D.1: LR(N) = 0.003239 − 0.0001395·ln N (N non-embedding params).
 
-    NaN where the rule is not positive (N ≳ 1.2e10, REFERENCE §1.8).
+    NaN where the rule is not positive (N ≳ 1.2e10, docs/reference.md §1.8).
     """
     lr = 0.003239 - 0.0001395 * np.log(np.asarray(N, dtype=float))
     return np.where(lr > 0, lr, np.nan)
@@ -161,8 +161,8 @@ RULES: dict[str, Rule] = {
         "N",
         porian2024,
         "Porian et al. 2024, arXiv 2406.19146, Fig. 3 fits (lr, batch), warmup = N tokens, β2 rule",
-        notes=("porian2024 constants are from secondary sources (REFERENCE §5.4 [S])",),
-        fitted=(2.5e7, 1.1e8),  # REFERENCE §5.4, analysis.py fit range
+        notes=("porian2024 constants are from secondary sources (docs/reference.md §5.4 [S])",),
+        fitted=(2.5e7, 1.1e8),  # docs/reference.md §5.4, analysis.py fit range
     ),
     "deepseek2024": Rule(
         "deepseek2024",

@@ -19,7 +19,7 @@ compute-optimal point q0 = α/(α+β) (where αA/N^α = βB/D^β). So the optimu
 (0, q0], found by vectorised bisection in log q (no closed form for T > 0, Sardana et al. §2).
 At T = 0 it is the compute-optimal point at loss ℓ:
 N0 = (A(1 + α/β)/(ℓ − E))^(1/α), D0 = (B(1 + β/α)/(ℓ − E))^(1/β).
-The condition is the note's ε_N/ε_D = 1 + D_inf/(3·D_tr) for k = 6, k_inf = 2, ρ = 1 (REFERENCE §8).
+The condition is the note's ε_N/ε_D = 1 + D_inf/(3·D_tr) for k = 6, k_inf = 2, ρ = 1 (docs/reference.md §8).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ __all__ = ["Query", "Plan", "plan", "QUERY_KINDS"]
 
 QUERY_KINDS = ("compute", "params", "tokens", "loss", "ratio")
 _LOG_C = (math.log(1e6), math.log(1e45))  # FLOPs searched when inverting a frontier
-# conventions with FLOPs/token = k N (REFERENCE §9); k of llama3 is flops.LLAMA3_FACTOR (5.711)
+# conventions with FLOPs/token = k N (docs/reference.md §9); k of llama3 is flops.LLAMA3_FACTOR (5.711)
 LINEAR_FLOPS = {"6nd": 6.0, "llama3": flopslib.LLAMA3_FACTOR}
 _NEAR_FLOOR = 0.02  # warn when the target loss is within 2% of the law's floor
 

@@ -10,7 +10,7 @@ L = E + A/N^α + B/D^β (Hoffmann et al. 2022, eq. 2) this gives eq. 4:
 The stationarity condition of such sums of power laws is "monomial = monomial" in N, which is
 linear in ln N; :func:`derive_optimum` solves it that way (exact and fast), and falls back to
 ``sympy.solve`` for other forms. The numeric planner never imports this module: the closed form
-is the symbolic view and the test oracle the planner is checked against (STYLE.md §9).
+is the symbolic view and the test oracle the planner is checked against.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
-    # STYLE §13: the data dir is overridable, and tests never touch the user's cache.
+    # The data dir is overridable, and tests never touch the user's cache.
     monkeypatch.setenv("SCALECALC_HOME", str(tmp_path_factory.mktemp("scalecalc_home")))
     monkeypatch.setenv("COLUMNS", "160")
     monkeypatch.setenv("NO_COLOR", "1")

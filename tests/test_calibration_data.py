@@ -172,7 +172,7 @@ def test_npy_integer_array_and_wide_vocab(tmp_path):
 
 
 def test_missing_path_names_data(tmp_path):
-    with pytest.raises(MissingInput, match=r"--data: .*nope\.txt does not exist"):  # exit 2 (issue 8)
+    with pytest.raises(MissingInput, match=r"--data: .*nope\.txt does not exist"):  # exit 2
         load_corpus([str(tmp_path / "nope.txt")])
     with pytest.raises(DataError, match="matched no files"):
         load_corpus([str(tmp_path / "*.none")])

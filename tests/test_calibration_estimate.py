@@ -1,6 +1,6 @@
 """Pieces of the calibration estimate on exact data: forward Kaplan model, L(N), contours, law file.
 
-Reference values: REFERENCE.md §1.6 (implicit L(N, S, B) test vector), §1.7 (App. B frontier),
+Reference values: docs/reference.md §1.6 (implicit L(N, S, B) test vector), §1.7 (App. B frontier),
 §10 (B_crit test vectors). Each piece must recover the constants that generated its input to
 near machine precision when the input is noise-free.
 """
@@ -30,7 +30,7 @@ PF_DAY = 8.64e19  # FLOPs (Kaplan §1.3)
 # --- forward model --------------------------------------------------------------------------
 
 def test_implicit_loss_matches_reference_vector():
-    # REFERENCE §1.6: Table 5 constants, N = 1e8, S = 1e5, B = 2^19 -> L = 2.961,
+    # docs/reference.md §1.6: Table 5 constants, N = 1e8, S = 1e5, B = 2^19 -> L = 2.961,
     # B_crit = 1.20e6 tokens, S_min = 3.05e4 (3 significant figures as published there)
     L = loss_nsb(1e8, 1e5, 2.0**19, **T5)
     assert_allclose(L, 2.961, atol=5e-4)
@@ -39,7 +39,7 @@ def test_implicit_loss_matches_reference_vector():
 
 
 def test_b_crit_reference_vectors():
-    # REFERENCE §10 with B* = 2e8, alpha_B = 0.21
+    # docs/reference.md §10 with B* = 2e8, alpha_B = 0.21
     assert_allclose(b_crit(np.array([2.0, 3.0, 4.0, 10.0]), 2e8, 0.21),
                     [7.37e6, 1.07e6, 2.72e5, 3.46e3], rtol=5e-3)
 
@@ -65,7 +65,7 @@ def test_implicit_loss_without_bstar_is_explicit_in_s():
 
 
 def test_frontier_matches_app_b_reference():
-    # REFERENCE §1.7: Table 5 constants give alpha_C = 0.0520, C_c = 2.2e8 PF-days and
+    # docs/reference.md §1.7: Table 5 constants give alpha_C = 0.0520, C_c = 2.2e8 PF-days and
     # N(C_min = 1 PF-day) = 6.0e8 from eq B.9
     fr = frontier(**T5)
     assert_allclose(fr["alpha_C"], 0.0520, atol=5e-5)
@@ -221,7 +221,7 @@ def test_kaplan_law_file_plans_the_app_b_frontier(tmp_path):
     law = _load(_estimate(T5).to_law("calib"), tmp_path)
     assert law.name == "calib" and law.flops == "kaplan" and law.params_kind == "non_embedding"
     assert not law.has_loss
-    # C = 2 PF-days at B = B_crit is C_min = 1 PF-day: eq B.9 gives 6.0e8 (REFERENCE §1.7)
+    # C = 2 PF-days at B = B_crit is C_min = 1 PF-day: eq B.9 gives 6.0e8 (docs/reference.md §1.7)
     C = 2 * PF_DAY
     N = law.evaluate("params", C=C)
     assert_allclose(N, 6.0e8, rtol=0.01)

@@ -1,7 +1,7 @@
-"""End-to-end recovery of known Kaplan constants from synthetic learning curves (issue 4, "done when").
+"""End-to-end recovery of known Kaplan constants from synthetic learning curves.
 
 Curves come from Kaplan's implicit L(N, S, B) (eq 1.6 with S_min from eq 5.4 and B_crit from
-eq 1.4; REFERENCE §1.6), with the Table 5 constants, five model sizes over two decades, six batch
+eq 1.4; docs/reference.md §1.6), with the Table 5 constants, five model sizes over two decades, six batch
 sizes 8K-262K tokens (bracketing B_crit ≈ 1e4-1e5 tokens at the losses reached) and 120 log-spaced
 evaluations from step 1 to 2e4 with a 100-step warmup. Noise is multiplicative, σ of ln L per
 evaluation, seeded.

@@ -138,14 +138,14 @@ def test_param_counts_equal_flops_module_and_torch(shape):
 
 
 def test_swiglu_width_follows_openlm_rule():
-    # REFERENCE.md §5.3: d_ff = 256*ceil(floor(8d/3)/256); d=96 -> 256, d=1024 -> 2816 (2730 rounded up)
+    # docs/reference.md §5.3: d_ff = 256*ceil(floor(8d/3)/256); d=96 -> 256, d=1024 -> 2816 (2730 rounded up)
     assert make(d_model=96, n_head=2).config.d_ff == 256
     assert GPTConfig(d_model=1024, n_head=16).d_ff == 2816
     assert make(mlp="gelu", d_model=48).config.d_ff == 192
 
 
 def test_porian_shape_matches_reference_n():
-    # REFERENCE.md §5.3 [V]: (d=96, l=3), vocab 50,432 -> Porian "standard" N (head counted) 5,173,248
+    # docs/reference.md §5.3 [V]: (d=96, l=3), vocab 50,432 -> Porian "standard" N (head counted) 5,173,248
     cfg = GPTConfig(vocab_size=50432, seq_len=2048, n_layer=3, d_model=96, n_head=4)
     model = GPT(cfg)
     counts = model.param_counts()

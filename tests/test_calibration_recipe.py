@@ -87,7 +87,7 @@ def test_identical_runs_in_two_sweeps_are_one_run():
 
 
 def test_beta2_rule_porian():
-    # REFERENCE §5.4: beta2 = 0.95 is suboptimal at <= 128 sequences; 0.99 there
+    # docs/reference.md §5.4: beta2 = 0.95 is suboptimal at <= 128 sequences; 0.99 there
     assert beta2_rule(128) == 0.99 and beta2_rule(129) == 0.95
     runs = parse_recipe({**BASE, "sweeps": [{**BASE["sweeps"][0], "batch_size": [64, 256]}]}).runs()
     assert [r.beta2 for r in runs] == [0.99, 0.95]

@@ -99,7 +99,7 @@ def test_run_records_follow_the_contract(tmp_path):
 
 
 def test_missing_and_foreign_stores_are_refused(tmp_path):
-    with pytest.raises(MissingInput, match="nothing: no such folder"):  # exit 2 (issue 8)
+    with pytest.raises(MissingInput, match="nothing: no such folder"):  # exit 2
         Store(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="no results store here"):

@@ -281,7 +281,7 @@ def test_missing_or_too_small_data_is_one_line(tmp_path):
     recipe = _recipe(tmp_path, RESUME)
     r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "o", "--device", "cpu",
                 "--data", tmp_path / "missing.txt")
-    assert r.exit_code == 2 and r.output.count("Error: ") == 1  # a missing file: usage (issue 8)
+    assert r.exit_code == 2 and r.output.count("Error: ") == 1  # a missing file: usage
     assert "--data:" in r.output and "does not exist" in r.output
     assert not (tmp_path / "o").exists()
     small = tmp_path / "small.txt"

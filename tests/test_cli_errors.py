@@ -46,7 +46,7 @@ CASES = [
     (["compare", "-c", "1e24", "--path", "kaplan"], 2, "--path: unknown correction path 'kaplan'"),
     (["nosuchcmd"], 2, "No such command 'nosuchcmd'"),
     (["formula", "nope"], 2, "unknown law 'nope'"),
-    # issue 8: one exit rule (a missing file or folder named on the command line is a usage error)
+    # One exit rule (a missing file or folder named on the command line is a usage error)
     (["fit", "/nonexistent/runs.csv"], 2, "/nonexistent/runs.csv: no such file"),
     (["calibrate", "status", "/nonexistent/out"], 2, "/nonexistent/out: no such folder"),
     (["flops", "--hf-config", "/nonexistent/config.json"], 2, "'--hf-config'"),

@@ -22,7 +22,7 @@ def fit(*args, input=None):
 
 
 def test_epoch_refit_full_grid_through_the_cli():
-    """REFERENCE §3.2 / §10: Hoffmann's 4500-start grid, summed Huber 1e-3, 240 points."""
+    """docs/reference.md §3.2 / §10: Hoffmann's 4500-start grid, summed Huber 1e-3, 240 points."""
     res = fit(EPOCH, "--drop-top-loss", "5", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
@@ -76,7 +76,7 @@ def test_law_file_has_the_contract_keys_and_plans_with_intervals(tmp_path):
     (row,) = json.loads(plan.stdout)["rows"]
     assert row["params_ci"][0] < row["params"] < row["params_ci"][1]
     assert row["loss_ci"][0] < row["loss"] < row["loss_ci"][1]
-    # issue 8 defect 13: the same law gives the same interval through fit --budget and plan --law
+    # the same law gives the same interval through fit --budget and plan --law
     assert row["params_ci"] == pytest.approx(out["derived"][0]["params_ci"], rel=1e-3)
 
 
@@ -142,7 +142,7 @@ def _bad(tmp_path, name, text):
 
 
 @pytest.mark.parametrize("make, extra, code, line", [
-    (lambda t: str(t / "missing.csv"), [], 2,  # issue 8 defect 6: a missing file is a usage error
+    (lambda t: str(t / "missing.csv"), [], 2,  # a missing file is a usage error
      "Error: {f}: no such file; give the path of a CSV, TSV or JSONL file of runs"),
     (lambda t: _bad(t, "empty.csv", ""), [], 1,
      "Error: {f}: the file is empty; give a header line and one row per run"),

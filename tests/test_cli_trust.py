@@ -1,4 +1,4 @@
-"""Issue 8: every number, warning and byte scalecalc prints is right, through the real CLI.
+"""Every number, warning and byte scalecalc prints is right, through the real CLI.
 
 Each test names the issue's numbered defect it covers.
 """

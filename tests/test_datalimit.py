@@ -1,4 +1,4 @@
-"""Data-constrained scaling (Muennighoff et al. 2023) against REFERENCE.md §8, brute force, properties."""
+"""Data-constrained scaling (Muennighoff et al. 2023) against docs/reference.md §8, brute force, properties."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ def test_constants_match_reference():
 def test_effective_data_saturates_at_one_plus_rd_star():
     U = 1e11
     assert dl.effective_data(1e40, U) == pytest.approx(16.387756 * U, rel=1e-12)
-    assert dl.effective_data(1e40, U) / U == pytest.approx(16.39, abs=5e-3)  # REFERENCE §8
+    assert dl.effective_data(1e40, U) / U == pytest.approx(16.39, abs=5e-3)  # docs/reference.md §8
 
 
 def test_four_epochs_and_no_repetition():
     U = 3e10
-    assert dl.effective_data(4 * U, U) / U == pytest.approx(3.73, abs=5e-3)  # REFERENCE §8
+    assert dl.effective_data(4 * U, U) / U == pytest.approx(3.73, abs=5e-3)  # docs/reference.md §8
     D = np.array([1e9, 1e10, U])
     np.testing.assert_allclose(dl.effective_data(D, U), D, rtol=1e-15)  # no repeats: D' = D
     assert dl.effective_params(1e9, 2e9) == 1e9
@@ -34,7 +34,7 @@ def test_four_epochs_and_no_repetition():
 def test_unlimited_data_recovers_the_alpha_equals_beta_closed_form():
     C = np.geomspace(1e18, 1e25, 8)
     plan = dl.optimal(C, 1e30)
-    np.testing.assert_allclose(plan.tokens / plan.params, 19.6, rtol=3e-3)  # REFERENCE §8
+    np.testing.assert_allclose(plan.tokens / plan.params, 19.6, rtol=3e-3)  # docs/reference.md §8
     np.testing.assert_allclose(plan.params / plan.tokens, 0.05099, rtol=3e-3)  # G^2
     np.testing.assert_allclose(plan.params, plan.params_unconstrained, rtol=1e-6)
     np.testing.assert_allclose(plan.loss, plan.loss_unconstrained, rtol=1e-12)

@@ -143,7 +143,6 @@ def test_outside_source_patterns():
                                            "DESIGN.md", "issue N", "../shared/"]
 
 
-@pytest.mark.xfail(strict=True, reason="citations are rewritten when the restructure lands")
 def test_no_citation_points_outside_the_repository():
     this = Path(__file__).resolve()
     found = [f"{where}: {kind}: {text!r}"

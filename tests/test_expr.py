@@ -1,6 +1,6 @@
 """The formula language (scalecalc/expr.py): whitelist, numpy evaluation, sympy view.
 
-Reference values: REFERENCE.md §10 (test vectors) and §4 (Llama 3), computed from the papers'
+Reference values: docs/reference.md §10 (test vectors) and §4 (Llama 3), computed from the papers'
 published constants; nothing here is a result copied from the code under test.
 """
 
@@ -24,7 +24,7 @@ from scalecalc.expr import MAX_DEPTH, MAX_LENGTH, Expr, parse
 
 CHINCHILLA = "E + A / N**alpha + B / D**beta"
 ROUNDED = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. 2022, eq. 10
-# REFERENCE §2.2: the TeX-source values, given as logarithms (e = ln E, a = ln A, b = ln B).
+# docs/reference.md §2.2: the TeX-source values, given as logarithms (e = ln E, a = ln A, b = ln B).
 TEX = dict(
     E=math.exp(0.5267228), A=math.exp(6.0073404), B=math.exp(6.0179186),
     alpha=0.33917084, beta=0.2849083,
@@ -43,7 +43,7 @@ log_uniform = st.floats(min_value=6.0, max_value=15.0).map(lambda x: 10.0**x)
 @pytest.mark.parametrize(
     "constants, N, D, expected",
     [
-        (ROUNDED, 70e9, 1.4e12, 1.9366),  # REFERENCE §10: Chinchilla at (70B, 1.4T)
+        (ROUNDED, 70e9, 1.4e12, 1.9366),  # docs/reference.md §10: Chinchilla at (70B, 1.4T)
         (TEX, 70e9, 1.4e12, 1.9208),
         (EPOCH, 70e9, 1.4e12, 1.9739),
         (ROUNDED, 1e9, 20e9, 2.5800),
@@ -72,7 +72,7 @@ def test_llama3_allocation_rule_reproduces_published_tokens():
 
 
 def test_kaplan_critical_batch_vectors():
-    # Kaplan eq. 1.4 with B* = 2e8, alpha_B = 0.21 (REFERENCE §10).
+    # Kaplan eq. 1.4 with B* = 2e8, alpha_B = 0.21 (docs/reference.md §10).
     rule = parse("Bstar / L**(1/alpha_B)")
     got = rule(L=np.array([2.0, 3.0, 4.0, 10.0]), Bstar=2e8, alpha_B=0.21)
     np.testing.assert_allclose(got, [7.37e6, 1.07e6, 2.72e5, 3.46e3], rtol=5e-3)
@@ -364,7 +364,7 @@ FORMULAS = [
 @settings(max_examples=60, deadline=None)
 @given(N=log_uniform, D=log_uniform)
 def test_numpy_and_sympy_agree(text, constants, N, D):
-    # STYLE §6: the sympy expression and the numpy evaluation agree to rtol 1e-12.
+    # The sympy expression and the numpy evaluation agree to rtol 1e-12.
     expr = parse(text)
     numeric = expr(N=N, D=D, **constants)
     values = {**constants, "N": N, "D": D}

@@ -1,4 +1,4 @@
-"""Issue 11: fits judged by held-out runs, forms, constraints, run-level bootstrap, bad input."""
+"""Fits judged by held-out runs, forms, constraints, run-level bootstrap, bad input."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_no_default_holdout_with_fewer_than_four_sizes():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_17x_extrapolation_within_2_percent_and_covered(seed):
-    """Issue 11 Measure: predicting a 17x larger model from a 4-size ladder (noise 0.5%)."""
+    """Predicting a 17x larger model from a 4-size ladder (noise 0.5%)."""
     res = fit_law(ladder(seed), holdout="largest", bootstrap=100, grid="coarse", seed=seed,
                   workers=1)
     h = res.holdout
@@ -218,7 +218,7 @@ def test_warnings_for_few_sizes_and_poorly_identified_exponents():
 
 @pytest.mark.skipif(not os.environ.get("SCALECALC_SLOW_TESTS"), reason="set SCALECALC_SLOW_TESTS=1")
 def test_prediction_intervals_cover_at_the_nominal_rate_over_many_ladders():
-    """Issue 11 item 4 at full size (the fast version above runs 2 seeds): 12 ladders, 36
+    """At full size (the fast version above runs 2 seeds): 12 ladders, 36
     held-out runs of a 17x larger model; nominal 95% intervals must cover >= 90%."""
     covered = n = 0
     errors = []

@@ -1,4 +1,4 @@
-"""Issue 11 item 1: the default IsoFLOP estimator (``--interp auto``) recovers a = beta/(alpha+beta)
+"""The default IsoFLOP estimator (``--interp auto``) recovers a = beta/(alpha+beta)
 within 0.01 on synthetic Chinchilla-form sweeps spanning 2-3 decades of N per budget."""
 
 from __future__ import annotations

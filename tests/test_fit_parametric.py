@@ -80,7 +80,7 @@ def test_mse_and_asymmetric_objectives_run():
 
 
 def test_allocation_matches_reference_closed_form():
-    # REFERENCE §2.2 [V]: TeX constants give N_opt(5.76e23) = 4.036e10, D/N = 58.9.
+    # docs/reference.md §2.2 [V]: TeX constants give N_opt(5.76e23) = 4.036e10, D/N = 58.9.
     c = {"E": 1.69342, "A": np.exp(6.0073404), "B": np.exp(6.0179186), "alpha": 0.33917084,
          "beta": 0.2849083}
     N, D, _ = chinchilla_allocation({k: np.atleast_1d(v) for k, v in c.items()}, [5.76e23])
@@ -157,7 +157,7 @@ def test_race_finds_the_same_best_as_running_every_start_to_convergence():
     res = fit_law(runs, "chinchilla", grid=400)
     assert "400-start grid" in res.method
     assert res.objective <= full.f.min() * (1 + 1e-9)
-    assert res.objective == pytest.approx(1.0183e-3, rel=1e-4)   # REFERENCE §3.2 [V]
+    assert res.objective == pytest.approx(1.0183e-3, rel=1e-4)   # docs/reference.md §3.2 [V]
 
 
 def test_core_fit_modules_do_not_import_typer_or_rich():

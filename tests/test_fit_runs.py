@@ -17,7 +17,7 @@ EPOCH = Path(__file__).parent / "data" / "chinchilla_fig4_epoch_extracted.csv"
 def test_epoch_file_reads_with_aliases_and_6nd_tokens():
     runs = read_runs(EPOCH)
     assert len(runs) == 245
-    # REFERENCE §3.1 ranges; tokens follow from D = C / (6 N).
+    # docs/reference.md §3.1 ranges; tokens follow from D = C / (6 N).
     assert runs.params.min() == pytest.approx(5.73e7, rel=1e-3)
     assert runs.flops.max() == pytest.approx(1.3e22, rel=0.01)
     np.testing.assert_allclose(runs.tokens, runs.flops / (6 * runs.params))

@@ -10,7 +10,7 @@ import numpy as np
 
 from scalecalc.fit import Runs
 
-# Hoffmann et al. 2022 constants from the TeX source (REFERENCE §2.2).
+# Hoffmann et al. 2022 constants from the TeX source (docs/reference.md §2.2).
 HOFFMANN = {"E": 1.69342, "A": 406.401, "B": 410.723, "alpha": 0.33917084, "beta": 0.2849083}
 
 

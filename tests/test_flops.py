@@ -30,8 +30,8 @@ GROUPS = ("embedding", "attention", "mlp", "norms", "head")
 TABLE_A4 = [(10, 640, 2560, 10), (20, 1024, 4096, 16), (24, 1280, 5120, 10),
             (26, 1792, 7168, 14), (28, 2048, 8192, 16), (40, 3584, 14336, 28)]
 A4_PAPER = [1.03, 1.10, 1.08, 1.04, 1.03, 0.99]  # Table A4 "ours / 6ND" [P]
-A4_THREE_DECIMALS = [1.025, 1.101, 1.083, 1.044, 1.033, 0.994]  # REFERENCE §2.4 [V], nanoGPT [R]
-A4_FULL = [1.58, 1.32, 1.23, 1.14, 1.12, 1.03]  # App. F as printed, REFERENCE §2.4 [V]
+A4_THREE_DECIMALS = [1.025, 1.101, 1.083, 1.044, 1.033, 0.994]  # docs/reference.md §2.4 [V], nanoGPT [R]
+A4_FULL = [1.58, 1.32, 1.23, 1.14, 1.12, 1.03]  # App. F as printed, docs/reference.md §2.4 [V]
 # N column of karpathy/nanoGPT scaling_laws.ipynb (chinchilla_params, Gopher-style count) [R]
 A4_N_NANOGPT = [73825280, 305707008, 552604160, 1143453696, 1593126912, 6796274688]
 
@@ -76,7 +76,7 @@ def test_table_a9_counts_and_chinchilla_rule():
 
 # ---------------------------------------------------------------- DeepSeek Table 3
 
-# (n_layer, d_model): N1, N2, M, 6N1/M, 6N2/M; n_vocab 102400, l_seq 4096 (REFERENCE §7)
+# (n_layer, d_model): N1, N2, M, 6N1/M, 6N2/M; n_vocab 102400, l_seq 4096 (docs/reference.md §7)
 DEEPSEEK_T3 = [
     ((8, 512), 25.2e6, 77.6e6, 352e6, 0.43, 1.32),
     ((12, 768), 84.9e6, 163.6e6, 963e6, 0.53, 1.02),
@@ -123,7 +123,7 @@ def test_deepseek_table3(row):
 
 PORIAN_N = [5_173_248, 7_503_872, 9_809_920, 15_597_568, 22_487_040, 28_672_000, 37_060_608,
             57_384_960, 84_787_200, 108_462_080, 149_045_248, 220_872_704, 347_078_656,
-            455_311_360, 611_958_784, 901_726_208]  # REFERENCE §5.3 [V]
+            455_311_360, 611_958_784, 901_726_208]  # docs/reference.md §5.3 [V]
 
 
 @pytest.mark.parametrize("shape,N", list(zip(PORIAN_SHAPES, PORIAN_N)), ids=str)

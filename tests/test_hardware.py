@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scalecalc import hardware
 from scalecalc.errors import UnknownName, UsageError
 
-# Peak dense BF16 TFLOP/s from the vendor datasheets (issue 2 / issue 5 brief).
+# Peak dense BF16 TFLOP/s from the vendor datasheets.
 DATASHEET_BF16 = {
     "a100-sxm-80gb": 312,
     "a100-pcie-80gb": 312,

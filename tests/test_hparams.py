@@ -1,4 +1,4 @@
-"""Hyperparameter rules against REFERENCE.md §1.6, §1.8, §5.4, §7 and §10."""
+"""Hyperparameter rules against docs/reference.md §1.6, §1.8, §5.4, §7 and §10."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from scalecalc.errors import UnknownName, UsageError
 log_uniform = lambda lo, hi: st.floats(np.log10(lo), np.log10(hi)).map(lambda x: 10.0**x)  # noqa: E731
 
 
-# -- Porian et al. 2024 (REFERENCE §5.4, §10) ------------------------------------------------------
-# Tolerances are half a unit of the last digit REFERENCE prints.
+# -- Porian et al. 2024 (docs/reference.md §5.4, §10) ------------------------------------------------------
+# Tolerances are half a unit of the last digit docs/reference.md prints.
 @pytest.mark.parametrize(
     "N, lr, lr_tol, seqs, seqs_tol",
     [(1e7, 1.117e-2, 5e-6, 30.8, 0.05), (1e8, 4.88e-3, 5e-6, 156, 0.5),
@@ -24,7 +24,7 @@ def test_porian_vectors(N, lr, lr_tol, seqs, seqs_tol):
     out = hparams.porian2024(N)
     assert out["peak_lr"] == pytest.approx(lr, abs=lr_tol)
     assert out["batch_sequences_2048"] == pytest.approx(seqs, abs=seqs_tol)
-    # 0.00037 sequences x 2048 tokens = 0.75776 tokens; REFERENCE §5.4 (and small-doge) print 0.7576
+    # 0.00037 sequences x 2048 tokens = 0.75776 tokens; docs/reference.md §5.4 (and small-doge) print 0.7576
     assert out["batch_tokens"] == pytest.approx(0.7576 * N**0.703, rel=3e-4)
     assert out["warmup_tokens"] == N
 
@@ -35,7 +35,7 @@ def test_porian_beta2_switches_at_128_sequences():
     np.testing.assert_array_equal(out["beta2"], [0.99, 0.99, 0.95, 0.95])
 
 
-# -- DeepSeek LLM (REFERENCE §7, §10) ------------------------------------------------------------
+# -- DeepSeek LLM (docs/reference.md §7, §10) ------------------------------------------------------------
 @pytest.mark.parametrize(
     "C, eta, B", [(1e17, 2.338e-3, 1.062e5), (1e20, 9.86e-4, 1.017e6), (1e24, 3.118e-4, 2.069e7)]
 )
@@ -59,7 +59,7 @@ def test_deepseek_released_models_within_10_percent(n_layer, d_model, used_batch
     assert h.steps == pytest.approx(2e12 / h.batch_tokens)
 
 
-# -- Kaplan et al. 2020 (REFERENCE §1.6, §1.8, §10) ------------------------------------------------
+# -- Kaplan et al. 2020 (docs/reference.md §1.6, §1.8, §10) ------------------------------------------------
 @pytest.mark.parametrize("L, B", [(2, 7.37e6), (3, 1.07e6), (4, 2.72e5), (10, 3.46e3)])
 def test_kaplan_critical_batch_vectors(L, B):
     # §10 vectors use the text's B* = 2e8; the default is Table 5's 2.1e8, 5% higher.
@@ -68,7 +68,7 @@ def test_kaplan_critical_batch_vectors(L, B):
 
 
 def test_kaplan_table5_bstar_reproduces_section_1_6_example():
-    # REFERENCE §1.6: N = 1e8, S = 1e5, B = 2^19 => L = 2.961, B_crit = 1.20e6, S_min = 3.05e4.
+    # docs/reference.md §1.6: N = 1e8, S = 1e5, B = 2^19 => L = 2.961, B_crit = 1.20e6, S_min = 3.05e4.
     b_crit = hparams.critical_batch(2.961)
     assert b_crit == pytest.approx(1.20e6, rel=5e-3)
     assert 1e5 / hparams.batch_cost(2**19, b_crit).steps_ratio == pytest.approx(3.05e4, rel=5e-3)

@@ -13,7 +13,7 @@ from scalecalc.errors import InfeasibleTarget, UsageError
 # Besiroglu et al. 2024 (Epoch) refit and Hoffmann et al. 2022 rounded Approach-3 constants.
 EPOCH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
-# Sardana et al. 2024 Table 1 refit on all data (REFERENCE §8): very different exponents.
+# Sardana et al. 2024 Table 1 refit on all data (docs/reference.md §8): very different exponents.
 SARDANA = {"E": 1.45, "A": 33.66, "B": 138.9, "alpha": 0.18, "beta": 0.24}
 
 
@@ -66,7 +66,7 @@ def test_zero_inference_is_the_compute_optimal_point(law):
 
 
 def test_optimality_condition_of_the_reference_note():
-    # REFERENCE §8: eps_N / eps_D = 1 + D_inf / (3 D_tr), eps = loss elasticities.
+    # docs/reference.md §8: eps_N / eps_D = 1 + D_inf / (3 D_tr), eps = loss elasticities.
     loss = _loss(EPOCH, *_closed_form_optimum(EPOCH, 1e23))
     opt = inference.inference_optimal(EPOCH, loss, np.array([1e10, 1e12, 1e14]))
     eps_N = EPOCH["alpha"] * EPOCH["A"] / opt.params ** EPOCH["alpha"]

@@ -1,4 +1,4 @@
-"""Issue 5 through the CLI: every plan carries shape and hyperparameters (and hardware with --gpu),
+"""Through the CLI: every plan carries shape and hyperparameters (and hardware with --gpu),
 checked against published settings (DeepSeek 7B/67B, Kaplan B_crit) and against first principles."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_budget_from_dollars_uses_the_given_price_else_the_catalogs_marked_assum
     row = run_row("plan", "--usd", "1e6", "--gpu", "h100", "--usd-per-gpu-hour", "2.5")
     assert row["hardware"]["train_usd"] == pytest.approx(1e6, rel=1e-9)
     assert row["hardware"]["price_assumed"] is False
-    # issue 8 defect 3: the catalog's $2.99 (the price the Hardware line prints) converts the budget
+    # the catalog's $2.99 (the price the Hardware line prints) converts the budget
     row = run_row("plan", "--usd", "1e6", "--gpu", "h100")
     assert row["hardware"]["usd_per_gpu_hour"] == 2.99 and row["hardware"]["price_assumed"] is True
     assert row["hardware"]["train_usd"] == pytest.approx(1e6, rel=1e-9)
@@ -64,7 +64,7 @@ def test_budget_from_dollars_uses_the_given_price_else_the_catalogs_marked_assum
 
 @pytest.mark.parametrize("tokens,batch_used,lr_used", [(2.0e12, 2304 * 4096, 4.2e-4)])
 def test_deepseek_7b_settings_within_10_percent(tokens, batch_used, lr_used):
-    # DeepSeek LLM 7B: 30 layers, d 4096, seq 4096 -> M = 4.228e10 FLOPs/token; C = M D (REFERENCE §7)
+    # DeepSeek LLM 7B: 30 layers, d 4096, seq 4096 -> M = 4.228e10 FLOPs/token; C = M D (docs/reference.md §7)
     m = 72 * 30 * 4096**2 + 12 * 30 * 4096 * 4096
     row = run_row("plan", "--compute", repr(m * tokens), "--law", "deepseek2024")
     hp = row["hyperparameters"]
@@ -80,7 +80,7 @@ def test_deepseek_67b_settings_within_10_percent():
 
 
 def test_porian_rules_through_the_plan():
-    # lr*(N) = 3.7 N^-0.36, B*(N) = 0.00037 N^0.703 sequences of 2048 (REFERENCE §5.4, §10)
+    # lr*(N) = 3.7 N^-0.36, B*(N) = 0.00037 N^0.703 sequences of 2048 (docs/reference.md §5.4, §10)
     row = run_row("plan", "--params", "1e10", "--law", "porian2024", "--hparams", "porian2024")
     assert row["hyperparameters"]["peak_lr"] == pytest.approx(9.29e-4, rel=2e-3)
     assert row["hyperparameters"]["batch_sequences"] == pytest.approx(3965, rel=2e-3)

@@ -1,4 +1,4 @@
-"""The planner reproduces the published numbers of REFERENCE.md §10 and §2-§7, from the CLI's JSON."""
+"""The planner reproduces the published numbers of docs/reference.md §10 and §2-§7, from the CLI's JSON."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import run_row, run_rows
 
-# Hoffmann et al. 2022 Table 3 (approach 1): (params, FLOPs). REFERENCE §2.3.
+# Hoffmann et al. 2022 Table 3 (approach 1): (params, FLOPs). docs/reference.md §2.3.
 TABLE3 = [(400e6, 1.92e19), (1e9, 1.21e20), (10e9, 1.23e22), (67e9, 5.76e23), (175e9, 3.85e24),
           (280e9, 9.90e24), (520e9, 3.43e25), (1e12, 1.27e26), (10e12, 1.30e28)]
 
@@ -29,7 +29,7 @@ def test_hoffmann_a1_reproduces_every_row_of_table_3_within_5_percent():
 
 def test_hoffmann_67B_row_tokens_are_1_43T_not_the_printed_1_5T():
     row = run_row("plan", "--compute", "5.76e23", "--law", "hoffmann2022-a1")
-    assert row["tokens"] == pytest.approx(1.43e12, rel=0.03)  # REFERENCE §2.3: 1.5T rounds 1.43T
+    assert row["tokens"] == pytest.approx(1.43e12, rel=0.03)  # docs/reference.md §2.3: 1.5T rounds 1.43T
 
 
 def test_hoffmann_a3_tex_constants_give_40B_at_gopher_budget():
@@ -80,7 +80,7 @@ def test_porian_exponent_is_0_497():
 
 def test_muennighoff_unconstrained_ratio_is_19_6():
     row = run_row("plan", "--compute", "1e22", "--law", "muennighoff2023", "--unique-tokens", "1e30")
-    assert row["tokens_per_param"] == pytest.approx(19.6, abs=0.05)  # G^2 = 0.05099, REFERENCE §8
+    assert row["tokens_per_param"] == pytest.approx(19.6, abs=0.05)  # G^2 = 0.05099, docs/reference.md §8
 
 
 def test_muennighoff_scarce_data_trains_more_epochs_on_a_smaller_model():
@@ -97,7 +97,7 @@ def test_loss_query_inverts_compute_query():
 
 
 def test_loss_at_published_points():
-    # REFERENCE §10: loss at (N=70e9, D=1.4e12): Epoch constants 1.9739
+    # docs/reference.md §10: loss at (N=70e9, D=1.4e12): Epoch constants 1.9739
     from scalecalc.laws import load_law
 
     law = load_law("besiroglu2024")

@@ -1,6 +1,6 @@
 """Closed-form compute-optimal allocation (scalecalc/symbolic.py) against Hoffmann et al. 2022.
 
-Reference numbers: REFERENCE.md §2.2 (closed form, verified table) and the hand derivation of
+Reference numbers: docs/reference.md §2.2 (closed form, verified table) and the hand derivation of
 eq. 4: along C = k N D the optimum satisfies alpha A / N^alpha = beta B / D^beta.
 """
 
@@ -28,7 +28,7 @@ from scalecalc.symbolic import (
 CHINCHILLA = parse("E + A / N**alpha + B / D**beta")
 KAPLAN_15 = parse("((Nc/N)**(alphaN/alphaD) + Dc/D)**alphaD")
 ROUNDED = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann eq. 10
-TEX = dict(  # REFERENCE §2.2, TeX source (ln A, ln B, ln E given)
+TEX = dict(  # docs/reference.md §2.2, TeX source (ln A, ln B, ln E given)
     E=math.exp(0.5267228), A=math.exp(6.0073404), B=math.exp(6.0179186),
     alpha=0.33917084, beta=0.2849083,
 )
@@ -76,7 +76,7 @@ def test_chinchilla_closed_form_is_eq_4_symbolically():
 @pytest.mark.parametrize(
     "constants, G, a, N_opt, D_opt, ratio",
     [
-        (ROUNDED, 1.34471, 0.451613, 3.219e10, 2.982e12, 92.7),  # REFERENCE §2.2 table
+        (ROUNDED, 1.34471, 0.451613, 3.219e10, 2.982e12, 92.7),  # docs/reference.md §2.2 table
         (TEX, 1.30005, 0.456530, 4.036e10, 2.379e12, 58.9),
     ],
 )
@@ -164,7 +164,7 @@ def test_kaplan_eq_1_5_has_a_closed_form():
 
 
 def test_other_flop_factor_and_symbolic_k():
-    # Llama 3's back-solved convention C = 5.711 N D (REFERENCE §4).
+    # Llama 3's back-solved convention C = 5.711 N D (docs/reference.md §4).
     C = np.array([1e22, 3.8e25])
     N = closed_form_params(CHINCHILLA, EPOCH, 5.711, C)
     np.testing.assert_allclose(N, [stationary_N(EPOCH, c, 5.711) for c in C], rtol=1e-10)

@@ -9,7 +9,7 @@ Tokens are computed once and cached as raw memmaps under ``$SCALECALC_HOME/corpo
 (``train.bin``, ``val.bin``, ``meta.json``), written atomically, keyed by a sha256 over the
 sources' relative paths and contents, the tokenizer and the validation size; a later load with
 the same key maps the cached files instead of tokenising again (nanoGPT's "data prep is a
-separate step that writes a uint16 memmap once", STYLE.md §11).
+separate step that writes a uint16 memmap once").
 
 The validation split is the last ``val_tokens`` tokens of the stream (held out, never trained on,
 the same for every run of a sweep). Batches are random windows drawn with an explicit
@@ -225,7 +225,7 @@ def default_val_tokens(n: int) -> int:
 
 
 def scalecalc_home() -> Path:
-    """``$SCALECALC_HOME``, else ``~/.cache/scalecalc`` (CONTRACTS.md)."""
+    """``$SCALECALC_HOME``, else ``~/.cache/scalecalc``."""
     return Path(os.environ.get("SCALECALC_HOME") or Path.home() / ".cache" / "scalecalc")
 
 

@@ -11,7 +11,7 @@ atomic rename every few minutes; a resumed run truncates the store's points afte
 checkpoint step and replays from there, so its curve equals an uninterrupted run's.
 
 References: Karpathy, nanoGPT ``train.py`` (loop, get_lr, grad clip, autocast); Porian et al. 2024
-(beta2 rule and warmup = N tokens, REFERENCE §5.4); Hägele et al. 2024, "Scaling Laws and
+(beta2 rule and warmup = N tokens, docs/reference.md §5.4); Hägele et al. 2024, "Scaling Laws and
 Compute-Optimal Training Beyond Fixed Training Durations", arXiv 2405.18392 (warmup-stable-decay
 with a ~20% cooldown matches cosine).
 """
@@ -199,7 +199,7 @@ def accounting(model: GPT, convention: str = "6nd") -> tuple[dict, dict]:
 
 
 def resolved_config(cfg: RunConfig, params: dict, fpt: dict) -> dict:
-    """The stored config: the RunConfig plus its resolved horizon (CONTRACTS.md, Store API)."""
+    """The stored config: the RunConfig plus its resolved horizon (docs/architecture.md, "One calibration, end to end")."""
     h = cfg.horizon(params["total"], fpt[cfg.flops_convention])
     return {**cfg.to_dict(), "max_steps": h.max_steps, "warmup_steps": h.warmup_steps,
             "tokens_budget": h.tokens, "flops_budget": cfg.budget_amount

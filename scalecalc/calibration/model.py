@@ -20,7 +20,7 @@ References
 - Su et al. 2021, "RoFormer", arXiv 2104.09864 (rotary position embedding, eq 34).
 - Shazeer 2020, "GLU Variants Improve Transformer", arXiv 2002.05202 (SwiGLU, eq 6).
 - Zhang & Sennrich 2019, "Root Mean Square Layer Normalization", arXiv 1910.07467.
-- Porian et al. 2024, arXiv 2406.19146, and the OpenLM code it uses (d_ff rule, REFERENCE.md §5.3).
+- Porian et al. 2024, arXiv 2406.19146, and the OpenLM code it uses (d_ff rule, docs/reference.md §5.3).
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ class GPT(nn.Module):
 
         "6nd" is 6N over all parameters (Hoffmann et al. 2022 eq 4 / App. F); "kaplan" is 6N over
         non-embedding parameters (Kaplan et al. 2020 §2.1); "attention" adds Porian's n_ctx*d*l
-        term; see REFERENCE.md §9 for the others.
+        term; see docs/reference.md §9 for the others.
         """
         return training_flops_per_token(self.arch(), convention)
 

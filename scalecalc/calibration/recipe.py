@@ -46,7 +46,7 @@ from typing import Any
 from scalecalc.errors import RecipeError
 from scalecalc.flops import MLPS, NORMS, POSITIONS
 
-# Porian et al. 2024 (REFERENCE §5.4): beta2 = 0.95 is suboptimal at batch sizes <= 128
+# Porian et al. 2024 (docs/reference.md §5.4): beta2 = 0.95 is suboptimal at batch sizes <= 128
 # sequences; "tuning AdamW beta2 is essential at lower batch sizes" -> 0.99 there.
 SMALL_BATCH_SEQS = 128
 BETA2_SMALL_BATCH = 0.99
@@ -63,7 +63,7 @@ INSTALLED_DIRS = tuple(Path(p) / "share" / "scalecalc" / "recipes" for p in dict
 
 
 def beta2_rule(batch_size: int) -> float:
-    """AdamW beta2 for a batch of ``batch_size`` sequences (Porian et al. 2024; REFERENCE §5.4).
+    """AdamW beta2 for a batch of ``batch_size`` sequences (Porian et al. 2024; docs/reference.md §5.4).
 
     0.99 at or below 128 sequences, 0.95 above: the paper shows beta2 = 0.95 hurts small batches.
     """
@@ -79,7 +79,7 @@ class Horizon:
     max_steps : int
         Optimizer steps; ``round(budget_tokens / tokens_per_step)``.
     warmup_steps : int
-        Linear warmup; N tokens by default (Porian et al. 2024, REFERENCE §5.4).
+        Linear warmup; N tokens by default (Porian et al. 2024, docs/reference.md §5.4).
     tokens_per_step : int
         ``batch_size * seq_len`` tokens.
     tokens : float

@@ -13,7 +13,7 @@ SQLite runs in WAL mode so readers (``calibrate status``) never block the traine
 write is one transaction. Several worker processes (one per GPU) take runs with
 :meth:`Store.claim_next`, which holds the write lock (``BEGIN IMMEDIATE``) while it picks and
 marks a run, so no two workers ever take the same one. A run left ``running`` by a worker that
-died is claimable again (STYLE §13: a killed sweep resumes; nanochat ``runs/scaling_laws.sh``).
+died is claimable again (a killed sweep resumes; nanochat ``runs/scaling_laws.sh``).
 """
 
 from __future__ import annotations

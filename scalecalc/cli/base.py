@@ -62,7 +62,7 @@ app = typer.Typer(
     no_args_is_help=True,
     # the plain click formatter: rich markup would eat "[plot]", "a:b:n" (emoji codes) and "()"
     rich_markup_mode=None,
-    pretty_exceptions_show_locals=False,  # never dump locals on a bug (STYLE §2)
+    pretty_exceptions_show_locals=False,  # never dump locals on a bug
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

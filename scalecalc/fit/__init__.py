@@ -1,4 +1,4 @@
-"""Fitting scaling laws to a user's own runs (``scalecalc fit``; issue 3).
+"""Fitting scaling laws to a user's own runs (``scalecalc fit``).
 
 Library use::
 

@@ -1,4 +1,4 @@
-"""``fit_law``: one entry point for every form (STYLE §8: a function, not a mutating method)."""
+"""``fit_law``: one entry point for every form (a function, not a mutating method)."""
 
 from __future__ import annotations
 

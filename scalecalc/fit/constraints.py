@@ -1,4 +1,4 @@
-"""Fixed and prior-constrained constants of a parametric form (``--fix``, ``--prior``; issue 11).
+"""Fixed and prior-constrained constants of a parametric form (``--fix``, ``--prior``).
 
 ``--fix alpha=0.34`` removes a constant from the fit (its value is held). ``--prior E=1.8±0.1``
 adds a Gaussian prior to the objective. The objective is a sum of robust penalties rho(r) of

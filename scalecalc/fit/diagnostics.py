@@ -1,4 +1,4 @@
-"""Fit diagnostics that become warnings (issue 3, item 4) and the recorded fitted range."""
+"""Fit diagnostics that become warnings and the recorded fitted range."""
 
 from __future__ import annotations
 

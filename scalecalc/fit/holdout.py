@@ -1,4 +1,4 @@
-"""Held-out evaluation: fit without some runs, predict them, report the error (issue 11).
+"""Held-out evaluation: fit without some runs, predict them, report the error.
 
 ``--holdout largest`` holds out every run of the largest model size, ``--holdout K`` the K
 largest sizes, ``--holdout 'params > 1e9'`` the runs matching a filter on params (N), tokens

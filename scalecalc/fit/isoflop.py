@@ -2,7 +2,7 @@
 
 Points are grouped by compute budget (a ``budget`` column, else clusters of log C). Each curve
 of log loss against log N is fitted by a parabola (Hoffmann et al.) or an Akima spline evaluated
-on a fine geometric grid (Porian et al. 2024, ``analysis.py``; REFERENCE §5.5); its minimum gives
+on a fine geometric grid (Porian et al. 2024, ``analysis.py``; docs/reference.md §5.5); its minimum gives
 N*(C), likewise D*(C) against log D, and L*(C). Budgets whose minimum is at the edge of the
 sampled sizes are dropped. N* = G·C**a and D* = H·C**b are then fitted by weighted least squares
 in log space. The bootstrap resamples points within each budget and adds Gaussian "seed noise"

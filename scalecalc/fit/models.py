@@ -2,7 +2,7 @@
 
 Each model predicts ``m = log L(N, D)`` for a batch of parameter rows ``theta`` (S, P) at the
 points ``X`` (rows log N, log D) and returns the Jacobian dm/dtheta (S, n, P). Power terms are
-computed as ``exp(log A - alpha log N)`` inside a log-sum-exp (STYLE §9), which is Hoffmann et
+computed as ``exp(log A - alpha log N)`` inside a log-sum-exp, which is Hoffmann et
 al.'s (2022, eq. 3 / App. D.2) parametrisation: a = ln A, b = ln B, e = ln E.
 """
 

@@ -1,4 +1,4 @@
-"""Robust objectives on log-loss residuals, as tiny pure functions (STYLE §9).
+"""Robust objectives on log-loss residuals, as tiny pure functions.
 
 Residuals are ``r = log(L_pred) - log(L_obs)`` (nats/token inside the log). Each objective gives
 three vectorised pieces that the optimisers need:
@@ -6,7 +6,7 @@ three vectorised pieces that the optimisers need:
 - ``rho(r)``: the per-point penalty; the fit minimises the **sum** over points (Hoffmann et al.
   2022, eq. 3). The sum, not the mean, matters: with a mean the objective is ~240x smaller and
   L-BFGS's default tolerances stop before convergence (Besiroglu et al. 2024, abstract;
-  REFERENCE §2.2).
+  docs/reference.md §2.2).
 - ``psi(r) = d rho / d r``, for gradients.
 - ``weight(r) = psi(r) / r``, the iteratively-reweighted-least-squares weight (Beaton & Tukey
   1974); ``J^T diag(weight) J`` majorises the Hessian and gives stable Gauss-Newton steps.

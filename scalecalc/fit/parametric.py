@@ -1,7 +1,7 @@
 """Approach 3 of Hoffmann et al. (2022) and Kaplan et al. (2020) forms: fit L(N, D) directly.
 
 The objective is the SUM over points of a robust penalty (Huber, delta = 1e-3) of
-log L_pred - log L_obs (Hoffmann et al. 2022, eq. 3 / App. D.2; REFERENCE §2.2 on sum vs mean).
+log L_pred - log L_obs (Hoffmann et al. 2022, eq. 3 / App. D.2; docs/reference.md §2.2 on sum vs mean).
 Search: every start of the grid (Hoffmann's 4500 for chinchilla) is run through a batched
 Levenberg-Marquardt race (:mod:`scalecalc.fit.optim`), the best distinct end points are polished
 in double precision, and the winner is certified with scipy L-BFGS-B: the lowest objective wins.

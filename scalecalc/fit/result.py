@@ -1,4 +1,4 @@
-"""The result of a fit: a frozen dataclass in the scipy/lmfit result shape (STYLE §8).
+"""The result of a fit: a frozen dataclass in the scipy/lmfit result shape.
 
 It never prints itself; the CLI renders it and :mod:`scalecalc.fit.lawfile` turns it into a law
 file that ``scalecalc plan --law`` reads.
@@ -121,7 +121,7 @@ class FitResult:
         return out
 
     def to_law(self, name: str = "fitted", source: str | None = None) -> dict:
-        """The law-file mapping (docs: CONTRACTS.md, "Law file format")."""
+        """The law-file mapping (README, "Law files")."""
         from scalecalc.fit.lawfile import law_dict
 
         return law_dict(self, name=name, source=source)

@@ -1,4 +1,4 @@
-"""Parametric fits with their held-out check, and the choice between forms (issue 11).
+"""Parametric fits with their held-out check, and the choice between forms.
 
 :func:`fit_forms` fits the requested form (or, for ``auto``, each candidate of
 :data:`scalecalc.fit.forms.CANDIDATES`), evaluates it on held-out runs

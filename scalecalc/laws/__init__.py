@@ -1,6 +1,6 @@
 """Scaling laws as data: one YAML file per law, loaded into a frozen :class:`Law`.
 
-The file format is documented in the README ("Law files") and DESIGN.md. Files are read with
+The file format is documented in the README ("Law files") and docs/architecture.md. Files are read with
 ``yaml.safe_load`` only, and every formula goes through :func:`scalecalc.expr.parse`, a
 whitelisted AST walk: nothing in a law file is ever passed to ``eval``/``exec``/``sympify``.
 Errors name the file, the line and the reason.

@@ -7,7 +7,7 @@ and dividing by S E gives the identity 1 = S_min/S + E_min/E, *linear* in (S_min
 E = B S it is the one-dimensional hyperbola S(B) = S_min + E_min/B. We solve it by non-negative
 least squares on the relative residual 1 − S_min/S − E_min/E (so each run's step count weighs by
 its relative error), then B_crit(L_k) = E_min/S_min (eq 5.2) and regress ln B_crit on ln L:
-slope −1/α_B, intercept ln B* (eq 5.3). REFERENCE §1.6, §6 step 2.
+slope −1/α_B, intercept ln B* (eq 5.3). docs/reference.md §1.6, §6 step 2.
 """
 
 from __future__ import annotations

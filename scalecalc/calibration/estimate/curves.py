@@ -2,7 +2,7 @@
 
 The estimation math never sees the store or torch: it works on :class:`Curve` records, so the
 procedures can be tested on synthetic curves (``scalecalc.calibration.estimate.kaplan.synthetic_curves``).
-:func:`curves_from_store` is the only place that knows the store layout (CONTRACTS.md, Store API).
+:func:`curves_from_store` is the only place that knows the store layout (docs/architecture.md, "One calibration, end to end").
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def smooth_log_loss(steps: np.ndarray, loss: np.ndarray, window: float = 0.1) ->
 
     Each point is replaced by the value at its own ln S of the least-squares line through the
     points with |ln S' − ln S| <= ``window`` (±10 % of the step; Porian et al. use a proportional
-    ±5 % window, REFERENCE §5.5). A local *line* rather than a mean, because the curve falls
+    ±5 % window, docs/reference.md §5.5). A local *line* rather than a mean, because the curve falls
     steadily in log-log: a mean is biased upwards there, a line is not, also at the last point.
     Where the window holds a single evaluation (sparse early log-spaced ones) it is returned as is.
     Steps must be positive (callers pass the points after warmup).

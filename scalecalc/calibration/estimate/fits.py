@@ -1,6 +1,6 @@
 """Steps 1 and 3 of the Kaplan / Su et al. procedure: L(N) from final losses, L(N, S_min) from curves.
 
-Step 1 (Kaplan eq 1.1; Su et al. 2024 step 1; REFERENCE §6): regress ln L on ln N over the final
+Step 1 (Kaplan eq 1.1; Su et al. 2024 step 1; docs/reference.md §6): regress ln L on ln N over the final
 validation losses, L = (N_c/N)^α_N, and again with an irreducible term L = E + (N_c/N)^α_N.
 Step 3 (Kaplan eq 5.6, Table 3; Su et al. step 3): with S_min = S/(1 + B_crit(L)/B) (eq 5.4) fit
 L(N, S_min) = (N_c/N)^α_N + (S_c/S_min)^α_S to every logged step after warmup, either solving

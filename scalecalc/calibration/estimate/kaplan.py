@@ -1,6 +1,6 @@
 """Kaplan et al. 2020 laws in N, S and B: the forward model that estimation inverts.
 
-Formulas (Kaplan et al. 2020, arXiv 2001.08361; REFERENCE.md §1.3, §1.6, §1.7):
+Formulas (Kaplan et al. 2020, arXiv 2001.08361; docs/reference.md §1.3, §1.6, §1.7):
 
 - L(N, S_min) = (N_c/N)^α_N + (S_c/S_min)^α_S                       (eq 1.6 / 5.6)
 - B_crit(L) = B* / L^(1/α_B)                                            (eq 1.4 / 5.3)
@@ -20,7 +20,7 @@ import numpy as np
 from .curves import Curve, make_curve
 
 #: Kaplan et al. 2020 Table 5 (summary of fitted values). With these, N = 1e8, S = 1e5, B = 2^19
-#: gives L = 2.961, B_crit = 1.20e6 tokens, S_min = 3.05e4 (REFERENCE §1.6 test vector).
+#: gives L = 2.961, B_crit = 1.20e6 tokens, S_min = 3.05e4 (docs/reference.md §1.6 test vector).
 KAPLAN_TABLE5 = {"N_c": 8.8e13, "alpha_N": 0.076, "S_c": 2.1e3, "alpha_S": 0.76,
                  "Bstar": 2.1e8, "alpha_B": 0.21}
 
@@ -98,7 +98,7 @@ def frontier(N_c, alpha_N, S_c, alpha_S, Bstar, alpha_B) -> dict:
 
     Returns α_C = 1/(1/α_S + 1/α_B + 1/α_N) and C_c = 6 N_c B* S_c (1 + α_N/α_S)^(1/α_S + 1/α_N)
     (α_S/α_N)^(1/α_S) in FLOPs (C = 6 N B S with N non-embedding). With Table 5 constants
-    α_C = 0.0520 and C_c = 2.2e8 PF-days (REFERENCE §1.7).
+    α_C = 0.0520 and C_c = 2.2e8 PF-days (docs/reference.md §1.7).
     """
     alpha_C = 1.0 / (1.0 / alpha_S + 1.0 / alpha_B + 1.0 / alpha_N)
     ln_C_c = (np.log(6.0 * N_c * Bstar * S_c)  # in logs: the powers overflow for tiny exponents

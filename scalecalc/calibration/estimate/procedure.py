@@ -1,6 +1,6 @@
 """Stored curves -> Kaplan / Su et al. constants with bootstrap intervals, and the held-out check.
 
-Pipeline (REFERENCE §6, reconstructed from Kaplan et al. 2020 §5 and App. D.3):
+Pipeline (docs/reference.md §6, reconstructed from Kaplan et al. 2020 §5 and App. D.3):
 
 1. N_c, α_N from the final losses (``fits.fit_loss_n``), also with an irreducible term;
 2. B*, α_B by the contour method on every model size run at 2+ batch sizes (``contour``);
@@ -114,7 +114,7 @@ def estimate(source, *, bootstrap: int = 100, seed: int = 0, joint: bool | None 
     aligned = _aligned(columns)
     warnings = _warnings(curves, full, iso_notes, bootstrap, n_ok)
     method = {
-        "procedure": "Kaplan et al. 2020 §5 / App. B; Su et al. 2024 (REFERENCE §6)",
+        "procedure": "Kaplan et al. 2020 §5 / App. B; Su et al. 2024 (docs/reference.md §6)",
         "joint": full.curve_fit.joint, "batch_adjusted": full.curve_fit.batch_adjusted,
         "residual": full.curve_fit.residual,
         "curve_rms_lnL": full.curve_fit.rms, "curve_points": full.curve_fit.n_points,
@@ -260,7 +260,7 @@ def _shape(runs) -> dict[str, float] | None:
 def heldout_check(source, *, joint: bool | None = None, n_levels: int = 12,
                   residual: str = "forward", bootstrap: int = 0, seed: int = 0,
                   confidence: float = 0.95) -> dict:
-    """Refit without the largest model and predict its whole learning curve (issue 4, item 8).
+    """Refit without the largest model and predict its whole learning curve.
 
     The refit uses steps 1-3 on every run of the smaller sizes. The held-out run is the longest run
     of the largest size; its curve is predicted from L(N, S_min(S, B, L)) with the refit constants,

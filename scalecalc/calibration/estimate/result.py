@@ -1,4 +1,4 @@
-"""The :class:`Estimate` record and its law file (CONTRACTS.md, law file format).
+"""The :class:`Estimate` record and its law file (README, "Law files").
 
 Law written for a Kaplan-only calibration (no IsoFLOP sweep): Kaplan's loss is L(N, S_min), not
 L(N, D), and turning it into L(N, D) needs B_crit(L), so it has no closed form; the file therefore
@@ -8,7 +8,7 @@ gives the compute-efficient allocation of Kaplan App. B in closed form instead:
 - α_C = 1/(1/α_S + 1/α_B + 1/α_N),
   C_c = 6 N_c B* S_c (1 + α_N/α_S)^(1/α_S + 1/α_N) (α_S/α_N)^(1/α_S)        (eq B.6-B.8)
 - C_min = C/2: training at B = B_crit costs twice the minimum compute (eq 5.5, §5.1), the reading
-  that reproduces Hoffmann et al. App. D.4 (REFERENCE §1.9) and the built-in kaplan2020 law;
+  that reproduces Hoffmann et al. App. D.4 (docs/reference.md §1.9) and the built-in kaplan2020 law;
 - D*(C) = C/(6 N*) (all of C spent at 6 N FLOPs per token, Kaplan §2.1);
 - batch size = B_crit at the frontier loss L(C_min) = (C_c/C_min)^α_C (eq B.6, 1.4).
 
