@@ -1,0 +1,1 @@
+"""``scalecalc calibrate design`` (being written)."""
