@@ -232,21 +232,21 @@ def design(prior: Prior, target_flops: float, cost_flops: float, *, replicates: 
                     candidates=len(cands), truth=truth)
     if tradeoff:
         pool = [e.runs.shape for e in first]  # ranked: the best shapes first
-        result.tradeoff = _tradeoff(result, second, pool, eps, min_params, progress)
+        result.tradeoff = _tradeoff(result, final, pool, eps, min_params, progress)
     return result
 
 
-def _tradeoff(result: Design, second, pool, eps, min_params, progress) -> list[dict]:
+def _tradeoff(result: Design, final, pool, eps, min_params, progress) -> list[dict]:
     """Best interval per budget (factors of the calibration budget), never wider as it grows.
 
     At each budget the best ``KEEP[1]`` shapes of the first round that fit it are simulated
-    (the calibration budget itself reuses the second round)."""
+    (the calibration budget itself is the final round: the reported best)."""
     prior, target = result.prior, result.target_flops
     rows = []
     for factor in TRADEOFF_FACTORS:
         cost = result.cost_flops * factor
         if factor == 1.0:
-            scored = second[:KEEP[1]]
+            scored = final[:1]
         else:
             runs = [r for r in (s.runs(prior, cost) for s in pool)
                     if r.N.min() >= min_params and r.C.max() < target][:KEEP[1]]
