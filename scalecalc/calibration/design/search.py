@@ -162,12 +162,12 @@ def check_feasible(shape_list, prior, cost, target, min_params, cost_option: str
 
 
 def _min_cost(shape: SweepShape, prior: Prior, min_params: float) -> float:
-    """Smallest cost at which the shape's smallest model reaches ``min_params`` (bisection)."""
-    lo, hi = 1.0, 1e40
-    for _ in range(200):
-        mid = np.sqrt(lo * hi)
-        lo, hi = (mid, hi) if shape.runs(prior, mid).N.min() < min_params else (lo, mid)
-    return hi
+    """Smallest cost at which the shape's smallest model, N*(C_1)/span at its smallest budget
+    C_1, has ``min_params`` parameters (the closed-form optimum inverted)."""
+    from .prior import compute_for_params
+
+    smallest_budget = compute_for_params(prior, min_params * shape.span)
+    return smallest_budget / shape.budgets(1.0)[0]
 
 
 def evaluate(runs: SweepRuns, prior: Prior, target: float, eps, replicates: int,
