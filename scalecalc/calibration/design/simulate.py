@@ -103,7 +103,7 @@ def lm_rows(model, theta0: np.ndarray, X: np.ndarray, Y: np.ndarray, *, max_iter
     row is a replicate with its own noise. Returns (theta, objective, converged).
     """
     from scalecalc.fit.objectives import penalty
-    from scalecalc.fit.optim import DOWN, LAM0, UP, _evaluate, _normal_equations
+    from scalecalc.fit.optim import _evaluate, _normal_equations
 
     rho, psi, wfun = penalty("huber")
     delta = HUBER_DELTA
@@ -112,7 +112,7 @@ def lm_rows(model, theta0: np.ndarray, X: np.ndarray, Y: np.ndarray, *, max_iter
     state = list(_evaluate(model, theta, X))
     r = state[0] - Y
     f = rho(r, delta).sum(1)
-    lam = np.full(S, LAM0)
+    lam = np.full(S, 1e-3)  # batched_lm's initial damping and its /3, x4 schedule below
     active = np.isfinite(f)
     converged = np.zeros(S, bool)
     eye = np.eye(P)
@@ -139,8 +139,8 @@ def lm_rows(model, theta0: np.ndarray, X: np.ndarray, Y: np.ndarray, *, max_iter
         theta[acc], r[acc], f[acc] = trial[ok], rt[ok], ft[ok]
         for a, b in zip(state, st_t):
             a[acc] = b[ok]
-        lam[acc] = np.maximum(lam[acc] / DOWN, 1e-12)
-        lam[idx[~ok]] *= UP
+        lam[acc] = np.maximum(lam[acc] / 3, 1e-12)
+        lam[idx[~ok]] *= 4
         done = (moved < xtol) | (gain <= ftol * np.maximum(ft[ok], 1e-300))
         converged[acc[done]] = True
         active[acc[done]] = False
