@@ -80,7 +80,7 @@ def read_tensorboard(source: Path, tag: str | None) -> list[RawCurve]:
         scalars = _scalars(folder)
         loss_tag = tag if tag is not None else _pick(scalars, "loss")
         if loss_tag not in scalars:
-            found = ", ".join(sorted(scalars)) or "none"
+            found = ", ".join(sorted(scalars)) or "none (empty or damaged event files)"
             what = f"tag {tag!r}" if tag is not None else "loss tag"
             raise ImportInputError(f"{folder}: no scalar {what}; tags found: {found}; choose "
                                    "the loss with --tag")
