@@ -151,6 +151,7 @@ def _law_rules(plan: Plan, seq_len: int, loss):
 
 
 def _hardware(plan: Plan, options: BlockOptions) -> list[dict]:
+    assert options.gpu is not None  # build() adds this block only with a GPU
     gpu = hardware.get_gpu(options.gpu)
     train = hardware.training_time(plan.compute, gpu, gpus=options.gpus, mfu=options.mfu,
                                    dtype=options.dtype, usd_per_gpu_hour=options.usd_per_gpu_hour)

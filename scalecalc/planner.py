@@ -149,7 +149,7 @@ def _listed(array: np.ndarray) -> list:
     array = np.asarray(array, dtype=float)
     if np.all(np.isfinite(array)):
         return array.tolist()
-    return np.where(np.isfinite(array), array, None).tolist()
+    return np.where(np.isfinite(array), array, None).tolist()  # type: ignore[call-overload]
 
 
 def _reported_kind(law: Law) -> str:
@@ -369,7 +369,7 @@ def _ratio(model, constants, c, ratio) -> dict:
 def _intervals(model, query, values, limit: int = 400) -> dict:
     """95% percentile intervals from the law's bootstrap replicates of its constants."""
     reps = model.law.replicates(limit=max(20, min(limit, 200_000 // max(len(values), 1))))
-    samples = {"params": [], "tokens": [], "loss": []}
+    samples: dict[str, list] = {"params": [], "tokens": [], "loss": []}
     for constants in reps:
         try:
             r = _solve(model, query.kind, values, constants, query)
