@@ -58,9 +58,11 @@ def design_sweep(
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:
-    """Propose a calibration sweep for a target: search sweep shapes, simulate each from the
-    prior law with seed noise, fit it as `calibrate fit` does, and report the predicted
-    interval of N*, D* and loss at the target with the sweep's cost.
+    """Propose the calibration sweep that best pins down N*, D* and loss at a target.
+
+    Searches sweep shapes, simulates each from the prior law with seed noise, fits every
+    replicate as `calibrate fit` does, and reports the predicted intervals at the target with
+    the sweep's cost, the budget trade-off, and the best sweep as a recipe.
 
     Example:
         scalecalc calibrate design --target-compute 1e23 --budget-gpu-hours 50 --gpu h100

@@ -56,8 +56,10 @@ def import_runs(
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:
-    """Import finished runs from your own logs, so `calibrate fit`, `report` and
-    `plan --law` work on them. Importing the same logs twice changes nothing.
+    """Import finished runs from CSV/JSONL, W&B exports or TensorBoard logs into OUT.
+
+    `calibrate fit`, `report` and `plan --law` then work on them as on trained runs.
+    Importing the same logs twice changes nothing.
 
     Example:
         scalecalc calibrate import runs/mine curves.csv --params-kind total
