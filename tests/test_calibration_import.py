@@ -240,8 +240,8 @@ def test_bad_tables_are_one_error_line_exit_2_nothing_written(tmp_path, content,
 
 def test_tensorboard_folder_without_the_tag(tmp_path):
     pytest.importorskip("tensorboard")
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
     from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     logs = tmp_path / "tb" / "r1"
     writer = EventFileWriter(str(logs))

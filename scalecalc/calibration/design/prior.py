@@ -29,7 +29,7 @@ class Prior:
     beta: float
 
     @classmethod
-    def from_law(cls, law) -> "Prior":
+    def from_law(cls, law) -> Prior:
         """The constants of a law file of the Chinchilla form (e.g. besiroglu2024)."""
         missing = [k for k in CHINCHILLA if k not in law.constants]
         if law.form != "chinchilla" or missing:

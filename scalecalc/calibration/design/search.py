@@ -60,7 +60,7 @@ class SweepShape:
         rel = self.budget_ratio ** -np.arange(self.n_budgets)[::-1]  # ..., 1/r, 1
         return cost_flops / (self.seeds * self.sizes * rel.sum()) * rel
 
-    def runs(self, prior: Prior, cost_flops: float) -> "SweepRuns":
+    def runs(self, prior: Prior, cost_flops: float) -> SweepRuns:
         N, D, C, seed = [], [], [], []
         for c in self.budgets(cost_flops):
             n_opt = float(prior.optimum(c)[0][0])

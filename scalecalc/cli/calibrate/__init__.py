@@ -8,8 +8,7 @@ store with the standard library and numpy/scipy.
 """
 
 from scalecalc.cli.base import app
-from scalecalc.cli.calibrate import fit, report, run, status  # noqa: F401  (each attaches its command)
-from scalecalc.cli.calibrate import design, import_  # noqa: F401  (issue 14: import logs, design a sweep)
+from scalecalc.cli.calibrate import design, fit, import_, report, run, status  # noqa: F401  (each attaches its command)
 from scalecalc.cli.calibrate.common import calibrate_app
 
 app.add_typer(calibrate_app, name="calibrate")
