@@ -27,16 +27,16 @@ def design_sweep(
         "--target-compute", help="FLOPs of the training run being planned (C = 6ND).")] = None,
     target_params: Annotated[Optional[float], typer.Option(
         "--target-params", help="Or its parameter count: the target is the prior's "
-        "compute-optimal compute for it.")] = None,
+        "compute optimal compute for it.")] = None,
     budget_flops: Annotated[Optional[float], typer.Option(
         "--budget-flops", help="Calibration budget in FLOPs (C = 6ND over all runs).")] = None,
     budget_gpu_hours: Annotated[Optional[float], typer.Option(
-        "--budget-gpu-hours", help="Or in GPU-hours, with --gpu (and --mfu).")] = None,
+        "--budget-gpu-hours", help="Or in GPU hours, with --gpu (and --mfu).")] = None,
     gpu: Annotated[str, typer.Option("--gpu", help="GPU of the calibration runs.")] = "h100",
     mfu: Annotated[float, typer.Option("--mfu", help="Model FLOP utilisation of those runs.")]
         = 0.4,
     prior: Annotated[str, typer.Option(
-        "--prior", help="Law simulated from (Chinchilla form): a built-in name or a law "
+        "--prior", help="Law simulated from (Chinchilla form): a law name or a law "
         "file.")] = "besiroglu2024",
     replicates: Annotated[int, typer.Option(
         "--replicates", min=20, help="Simulations of the best sweeps (the reported "
@@ -53,7 +53,7 @@ def design_sweep(
         "--recipe", help="Write the best sweep as a recipe for `calibrate run`.",
         dir_okay=False)] = Path("design.yaml"),
     plot: Annotated[Optional[Path], typer.Option(
-        "--plot", help="Write the budget vs interval-width figure (PNG).", dir_okay=False)]
+        "--plot", help="Write the figure of budget against interval width (PNG).", dir_okay=False)]
         = None,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
