@@ -116,6 +116,20 @@ class Point:
     wall_time: float
 
 
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run trained elsewhere (``calibrate import``): its config (``batch_size``, ``seq_len``,
+    ``warmup_steps``, ``source``...), parameter counts by group (``non_embedding``, ``total``),
+    FLOPs per token by convention, and its learning curve (``Point.run_id`` is ignored)."""
+
+    id: str
+    config: dict
+    params: dict
+    flops_per_token: dict
+    points: tuple[Point, ...]
+    device: str | None = None
+
+
 def worker_id() -> str:
     """``host:pid`` of this process, so a dead worker on this host can be recognised (a worker
     may append ``:device``)."""
@@ -224,6 +238,30 @@ class Store:
                 [(rid, json.dumps(cfg, sort_keys=True), now) for rid, cfg in runs],
             )
             return self._db.total_changes - before
+
+    def add_finished_runs(self, runs: Iterable[FinishedRun]) -> int:
+        """Store finished runs with their curves as ``done``, all in one transaction (a failure
+        leaves nothing half-written). Ids already stored are left as they are, so importing the
+        same runs twice changes nothing. Returns how many were new."""
+        now = time.time()
+        added = 0
+        with self._tx():
+            for run in runs:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO runs (id, config, status, device, params, "
+                    "flops_per_token, created, started, finished) "
+                    "VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?)",
+                    (run.id, json.dumps(run.config, sort_keys=True), run.device,
+                     json.dumps(run.params, sort_keys=True),
+                     json.dumps(run.flops_per_token, sort_keys=True), now, now, now))
+                if cur.rowcount == 0:
+                    continue  # already imported: keep the stored curve
+                added += 1
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run.id, int(p.step), float(p.tokens), float(p.flops), _num(p.train_loss),
+                      _num(p.val_loss), float(p.lr), float(p.wall_time)) for p in run.points])
+        return added
 
     def runs(self, status: str | None = None) -> list[RunRecord]:
         """Runs in queue order, optionally only those with ``status``."""
