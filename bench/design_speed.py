@@ -1,4 +1,4 @@
-"""Timing of ``scalecalc calibrate design`` with the default search (issue 14: under 2 minutes on
+"""Timing of ``scalecalc calibrate design`` with the default search (target: under 2 minutes on
 a 2-core machine, with a progress bar).
 
 Times, in one run:
