@@ -6,8 +6,6 @@ each file is written to a temporary name and renamed, so a figure is written who
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +27,10 @@ def _save(fig, path: str | Path, option: str) -> None:
         raise UsageError(f"{option}: {path} must end in .png, .pdf or .svg")
     if not path.parent.exists():
         raise UsageError(f"{option}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix, prefix=".scalecalc-")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from scalecalc.validate.paths import atomic_write
+
+    atomic_write(path, lambda f: fig.savefig(f, dpi=150, bbox_inches="tight", format=path.suffix.lstrip(".").lower()),
+                 mode="wb", option=option)
 
 
 def plot_plan(plan, recipe, path: str | Path) -> None:

@@ -90,6 +90,11 @@ def fit_command(
     from scalecalc.quantities import parse_values
 
     # Options first, so that a typo is reported before a long read or fit.
+    from scalecalc.validate import options, paths
+
+    options.check(**{"--delta": delta, "--seed": seed, "--bootstrap": bootstrap, "--drop-top-loss": drop_top_loss,
+                     "--seed-noise": seed_noise, "--workers": workers})
+    paths.check_outputs({"--output": (output, (".yaml", ".yml")), "--plot": (plot, (".png", ".pdf", ".svg"))})
     get_convention(flops, "--flops")
     check_grid(grid)
     check_where(where or [])
@@ -103,14 +108,14 @@ def fit_command(
                      bootstrap=bootstrap, seed=seed, budgets=budgets, workers=workers,
                      interp=interp.value, seed_noise=seed_noise, irreducible=irreducible,
                      kaplan_vars=kaplan_vars.value)
+    if plot:  # the figure first: a failing plot must not leave the law file behind
+        from scalecalc.fit.plot import plot_fit
+
+        plot_fit(result, plot)
     if output:
         from scalecalc.fit.lawfile import write_law
 
         write_law(output, result.to_law(name=name))
-    if plot:
-        from scalecalc.fit.plot import plot_fit
-
-        plot_fit(result, plot)
     _render(result, runs, resolve_format(fmt, as_json), output)
 
 

@@ -127,7 +127,11 @@ def write_law(path, law: dict) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, permissions: one error line, no partial file
+            from scalecalc.errors import ScalecalcError
+
+            raise ScalecalcError(f"--output: cannot write {path} ({exc.strerror or exc}); free space or choose another location") from None
         raise
     return path
