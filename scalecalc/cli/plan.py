@@ -381,4 +381,4 @@ def _print_formula(info: dict) -> None:
         out += [x for x in (opt.get("a_numeric"), opt.get("b_numeric")) if x]
     else:
         out.append(info.get("note", ""))
-    sys.stdout.write("\n".join(out).rstrip() + "\n")
+    sys.stdout.write("\n".join(x for x in out if x is not None).rstrip() + "\n")  # numeric views are None without constants
