@@ -95,7 +95,7 @@ def test_huge_law_file_and_bootstrap_block_are_refused_fast(tmp_path):
                     f"bootstrap: {{A: [{values}]}}\n")
     start = time.perf_counter()
     one_error(run("plan", "--compute", "1e22", "--law", str(boot)), 2, "MAX_BOOTSTRAP_REPLICATES")
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 10  # generous: CI machines are shared
 
 
 def test_symbolic_time_limit_interrupts_a_step():
