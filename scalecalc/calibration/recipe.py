@@ -365,7 +365,11 @@ def load_recipe(path: str | Path) -> SweepRecipe:
     text = files.read_text(file, limit=limits.MAX_RECIPE_FILE_BYTES, limit_name="MAX_RECIPE_FILE_BYTES",
                            kind="recipe YAML file", error=RecipeError)
     raw = yamlfile.load(text, str(file), error=RecipeError)  # safe loader, alias and node limits
-    return parse_recipe(raw, where=str(file), text=text)
+    recipe = parse_recipe(raw, where=str(file), text=text)
+    from scalecalc.validate.calibration import check_recipe
+
+    check_recipe(recipe, str(file))  # a model too large to train is refused by estimate, not by OOM
+    return recipe
 
 
 def resolve_recipe_path(path: str | Path) -> Path:
