@@ -17,8 +17,6 @@ from scalecalc.errors import UsageError
 from scalecalc.validate.limits import MAX_BUDGETS
 from scalecalc.validate.numbers import check_budget_count
 
-PF_DAY = 8.64e19  # FLOPs in one petaflop/s-day
-
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15, "e": 1e18}
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([kmbgtpe]?)\s*$", re.I)
 
