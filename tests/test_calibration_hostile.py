@@ -67,14 +67,23 @@ def corpus(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("change, needle", [
-    (("d_model: 16, n_layer: 1", "d_model: 30000000, n_layer: 1000"), "MAX_CALIBRATION_MEMORY_BYTES"),  # ~1e19 params
-    (("batch_size: 4", "batch_size: four"), "batch_size"),
-    (("batch_size: 4", "batch_size: -4"), "batch_size"),
-    (("steps: 12", "steps: 12\n    colour: blue"), "unknown key 'colour'"),
-    (("lr: 1e-2", "lr: [[1]]"), "lr"),
-    (("name: hostile", "name: hostile\nx: &a [1]\n" + "\n".join(f"y{i}: *a" for i in range(200))), "MAX_YAML_ALIASES"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (
+            ("d_model: 16, n_layer: 1", "d_model: 30000000, n_layer: 1000"),
+            "MAX_CALIBRATION_MEMORY_BYTES",
+        ),  # ~1e19 params
+        (("batch_size: 4", "batch_size: four"), "batch_size"),
+        (("batch_size: 4", "batch_size: -4"), "batch_size"),
+        (("steps: 12", "steps: 12\n    colour: blue"), "unknown key 'colour'"),
+        (("lr: 1e-2", "lr: [[1]]"), "lr"),
+        (
+            ("name: hostile", "name: hostile\nx: &a [1]\n" + "\n".join(f"y{i}: *a" for i in range(200))),
+            "MAX_YAML_ALIASES",
+        ),
+    ],
+)
 def test_bad_recipes_are_refused_before_any_model_is_built(tmp_path, recipe, change, needle):
     recipe.write_text(RECIPE.replace(*change))
     r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "o", "--device", "cpu")
@@ -102,12 +111,16 @@ def _data_cases(tmp_path):
 
 def test_unusable_data_is_one_error_line(tmp_path, recipe):
     for name in _data_cases(tmp_path):
-        r = _invoke("calibrate", "run", recipe, "--out", tmp_path / f"o-{name}", "--device", "cpu", "--data", tmp_path / name)
+        r = _invoke(
+            "calibrate", "run", recipe, "--out", tmp_path / f"o-{name}", "--device", "cpu", "--data", tmp_path / name
+        )
         _one_error(r, None, "--data" if name != "no-text" else "")
 
 
 def _train(recipe, out, corpus):
-    return _invoke("calibrate", "run", recipe, "--out", out, "--device", "cpu", "--threads", "1", "--data", corpus, "--json")
+    return _invoke(
+        "calibrate", "run", recipe, "--out", out, "--device", "cpu", "--threads", "1", "--data", corpus, "--json"
+    )
 
 
 def test_corrupted_and_truncated_stores_are_one_error_line(tmp_path, recipe, corpus):
@@ -140,7 +153,12 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False
     path.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_disk_full_mid_run_is_one_error_line_and_a_rerun_resumes(tmp_path, recipe, corpus):
@@ -152,14 +170,34 @@ def test_disk_full_mid_run_is_one_error_line_and_a_rerun_resumes(tmp_path, recip
         disk.mkdir(exist_ok=True)
     out = disk / "runs"
     try:
+
         def small_file_limit():
             if not mounted:
                 import resource
+
                 resource.setrlimit(resource.RLIMIT_FSIZE, (160 * 1024, 160 * 1024))
 
-        result = subprocess.run([sys.executable, "-m", "scalecalc", "calibrate", "run", str(recipe), "--out", str(out),
-                                 "--device", "cpu", "--threads", "1", "--data", str(corpus)],
-                                capture_output=True, timeout=600, preexec_fn=small_file_limit)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scalecalc",
+                "calibrate",
+                "run",
+                str(recipe),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--data",
+                str(corpus),
+            ],
+            capture_output=True,
+            timeout=600,
+            preexec_fn=small_file_limit,
+        )
         err = result.stderr.decode()
         assert "Traceback" not in err, err[-3000:]
         if result.returncode != 0:

@@ -56,7 +56,9 @@ def read_stdin(option: str, *, stream=None, error=UsageError) -> str:
         text = None
     size = len(data) if data is not None else len(text)
     if size > MAX_STDIN_BYTES:
-        raise error(f"{option}: stdin is more than the limit of {MAX_STDIN_BYTES:,} bytes (MAX_STDIN_BYTES); split the input")
+        raise error(
+            f"{option}: stdin is more than the limit of {MAX_STDIN_BYTES:,} bytes (MAX_STDIN_BYTES); split the input"
+        )
     if data is not None:
         text = decode(data, f"{option}: stdin", "text stream", error)
     elif "\x00" in text:

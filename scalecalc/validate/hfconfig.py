@@ -15,21 +15,43 @@ from scalecalc.errors import UsageError
 from scalecalc.validate import files, limits
 
 SIZE_KEYS = (
-    "num_hidden_layers", "n_layer", "hidden_size", "n_embd", "d_model", "num_attention_heads", "n_head",
-    "num_key_value_heads", "head_dim", "intermediate_size", "moe_intermediate_size", "n_inner",
-    "vocab_size", "max_position_embeddings", "n_positions", "n_ctx",
-    "num_local_experts", "num_experts", "num_experts_per_tok",
+    "num_hidden_layers",
+    "n_layer",
+    "hidden_size",
+    "n_embd",
+    "d_model",
+    "num_attention_heads",
+    "n_head",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "moe_intermediate_size",
+    "n_inner",
+    "vocab_size",
+    "max_position_embeddings",
+    "n_positions",
+    "n_ctx",
+    "num_local_experts",
+    "num_experts",
+    "num_experts_per_tok",
 )
 
 
 def load(path, where: str) -> dict:
     """The config as a dict (``text_config`` merged in, as multimodal models nest it)."""
-    text = files.read_text(path, limit=limits.MAX_CONFIG_FILE_BYTES, limit_name="MAX_CONFIG_FILE_BYTES",
-                           kind="Hugging Face config.json", error=UsageError)
+    text = files.read_text(
+        path,
+        limit=limits.MAX_CONFIG_FILE_BYTES,
+        limit_name="MAX_CONFIG_FILE_BYTES",
+        kind="Hugging Face config.json",
+        error=UsageError,
+    )
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}); give a Hugging Face config.json") from None
+        raise UsageError(
+            f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}); give a Hugging Face config.json"
+        ) from None
     except (ValueError, RecursionError) as exc:
         raise UsageError(f"{where}: unreadable JSON ({type(exc).__name__}); give a Hugging Face config.json") from None
     if not isinstance(cfg, dict):
@@ -49,7 +71,12 @@ def check(cfg: dict, where: str) -> None:
         if value is None:
             continue
         high = 1_000_000 if "expert" in key else limits.MAX_SHAPE_DIM
-        ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-              and value == int(value) and 1 <= value <= high)
+        ok = (
+            not isinstance(value, bool)
+            and isinstance(value, (int, float))
+            and math.isfinite(value)
+            and value == int(value)
+            and 1 <= value <= high
+        )
         if not ok:
             raise UsageError(f"{where}: key {key!r} = {value!r} must be a whole number in [1, {high:,}]")

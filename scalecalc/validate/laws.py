@@ -9,7 +9,7 @@ the file and line.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,10 +34,16 @@ def check_law(law, where: Callable[..., str]) -> None:
         raise LawFileError(f"{where('loss')}: the loss cannot be evaluated ({exc}); check the formula") from None
     at = where("loss")
     if not np.all(np.isfinite(loss)):
-        raise LawFileError(f"{at}: the loss is not finite for some N in [1e6, 1e13] and D in [1e8, 1e15]; check the constants")
+        raise LawFileError(
+            f"{at}: the loss is not finite for some N in [1e6, 1e13] and D in [1e8, 1e15]; check the constants"
+        )
     if np.any(loss <= 0):
         raise LawFileError(f"{at}: the loss is zero or negative for some N and D; a loss in nats/token is positive")
     if np.ptp(loss) == 0:
-        raise LawFileError(f"{at}: the loss is constant (it does not depend on N or D); there is no compute-optimal allocation")
+        raise LawFileError(
+            f"{at}: the loss is constant (it does not depend on N or D); there is no compute-optimal allocation"
+        )
     if np.any(np.diff(loss, axis=0) > 1e-12 * loss[1:]) or np.any(np.diff(loss, axis=1) > 1e-12 * loss[:, 1:]):
-        raise LawFileError(f"{at}: the loss increases with N or D; a scaling law's loss falls as the model and data grow")
+        raise LawFileError(
+            f"{at}: the loss increases with N or D; a scaling law's loss falls as the model and data grow"
+        )

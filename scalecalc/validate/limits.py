@@ -56,24 +56,51 @@ MAX_CALIBRATION_MEMORY_BYTES = 512 * 1024**3
 
 
 LIMITS: tuple[Limit, ...] = (
-    Limit("MAX_BUDGETS", MAX_BUDGETS, "values", "budgets in one call (all --compute/--params/... values, ranges and stdin together)"),
+    Limit(
+        "MAX_BUDGETS",
+        MAX_BUDGETS,
+        "values",
+        "budgets in one call (all --compute/--params/... values, ranges and stdin together)",
+    ),
     Limit("MAX_COMPUTE", MAX_COMPUTE, "FLOPs", "largest compute budget"),
-    Limit("MAX_COUNT", MAX_COUNT, "parameters or tokens", "largest --params, --tokens, --unique-tokens, --inference-tokens"),
+    Limit(
+        "MAX_COUNT",
+        MAX_COUNT,
+        "parameters or tokens",
+        "largest --params, --tokens, --unique-tokens, --inference-tokens",
+    ),
     Limit("MAX_ASPECT_RATIO", MAX_ASPECT_RATIO, "d_model / n_layer", "largest --aspect-ratio"),
     Limit("MAX_GPUS", MAX_GPUS, "GPUs", "largest --gpus"),
     Limit("MAX_SHAPE_DIM", MAX_SHAPE_DIM, "each", "largest --vocab, --seq-len, --heads, --layers, --d-model"),
     Limit("MAX_LAW_FILE_BYTES", MAX_LAW_FILE_BYTES, "bytes", "size of a law YAML file"),
-    Limit("MAX_YAML_ALIASES", MAX_YAML_ALIASES, "aliases", "YAML aliases (*name) in a law file or recipe (stops alias-expansion bombs)"),
+    Limit(
+        "MAX_YAML_ALIASES",
+        MAX_YAML_ALIASES,
+        "aliases",
+        "YAML aliases (*name) in a law file or recipe (stops alias-expansion bombs)",
+    ),
     Limit("MAX_YAML_NODES", MAX_YAML_NODES, "nodes", "YAML nodes in a law file or recipe"),
     Limit("MAX_FORMULA_CHARS", MAX_FORMULA_CHARS, "characters", "length of one formula"),
     Limit("MAX_FORMULA_DEPTH", MAX_FORMULA_DEPTH, "levels", "nesting of one formula's syntax tree"),
-    Limit("MAX_BOOTSTRAP_REPLICATES", MAX_BOOTSTRAP_REPLICATES, "replicates", "bootstrap replicates per constant in a law file"),
-    Limit("MAX_SYMBOLIC_SECONDS", MAX_SYMBOLIC_SECONDS, "seconds", "symbolic derivation of a law's optimum (`formula`)"),
+    Limit(
+        "MAX_BOOTSTRAP_REPLICATES",
+        MAX_BOOTSTRAP_REPLICATES,
+        "replicates",
+        "bootstrap replicates per constant in a law file",
+    ),
+    Limit(
+        "MAX_SYMBOLIC_SECONDS", MAX_SYMBOLIC_SECONDS, "seconds", "symbolic derivation of a law's optimum (`formula`)"
+    ),
     Limit("MAX_RECIPE_FILE_BYTES", MAX_RECIPE_FILE_BYTES, "bytes", "size of a calibration recipe"),
     Limit("MAX_CONFIG_FILE_BYTES", MAX_CONFIG_FILE_BYTES, "bytes", "size of a Hugging Face config.json"),
     Limit("MAX_RUNS_FILE_BYTES", MAX_RUNS_FILE_BYTES, "bytes", "size of a runs file for `fit` (CSV, TSV, JSONL)"),
     Limit("MAX_STDIN_BYTES", MAX_STDIN_BYTES, "bytes", "standard input (`--compute -`, `fit -`)"),
-    Limit("MAX_CALIBRATION_MEMORY_BYTES", MAX_CALIBRATION_MEMORY_BYTES, "bytes", "estimated training memory of one calibration model"),
+    Limit(
+        "MAX_CALIBRATION_MEMORY_BYTES",
+        MAX_CALIBRATION_MEMORY_BYTES,
+        "bytes",
+        "estimated training memory of one calibration model",
+    ),
 )
 
 

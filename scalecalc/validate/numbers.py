@@ -24,7 +24,9 @@ def check(value, option: str, low: float, high: float, *, low_open: bool = False
     below = x <= low if low_open else x < low
     if not math.isfinite(x) or below or x > high:
         bracket = "(" if low_open else "["
-        raise UsageError(f"{option}: {value!r} is out of range; give a {what or 'number'} in {bracket}{low:g}, {high:g}]")
+        raise UsageError(
+            f"{option}: {value!r} is out of range; give a {what or 'number'} in {bracket}{low:g}, {high:g}]"
+        )
 
 
 def check_options(**checks) -> None:
@@ -51,4 +53,6 @@ def check_budgets(values, option: str) -> None:
         return  # converted to FLOPs later; the FLOPs are checked then
     values = np.asarray(values, dtype=float)
     if values.size and float(values.max()) > high:
-        raise UsageError(f"{option}: {float(values.max()):g} is above the limit of {high:g}; give a value up to {high:g}")
+        raise UsageError(
+            f"{option}: {float(values.max()):g} is above the limit of {high:g}; give a value up to {high:g}"
+        )

@@ -9,8 +9,8 @@ the target, removing the temporary file on any failure (disk full included).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from scalecalc.errors import ScalecalcError, UsageError
 
@@ -52,7 +52,9 @@ def atomic_write(path, write: Callable, *, mode: str = "w", option: str = "outpu
         os.replace(tmp, p)
         tmp = None
     except OSError as exc:
-        raise ScalecalcError(f"{option}: cannot write {p} ({exc.strerror or exc}); free space or choose another location") from None
+        raise ScalecalcError(
+            f"{option}: cannot write {p} ({exc.strerror or exc}); free space or choose another location"
+        ) from None
     finally:
         if fd is not None:
             os.close(fd)

@@ -24,12 +24,16 @@ def load(text: str, where: str, *, error=UsageError):
             if isinstance(event, yaml.AliasEvent):
                 aliases += 1
                 if aliases > limits.MAX_YAML_ALIASES:
-                    raise error(f"{where}: more than {limits.MAX_YAML_ALIASES} YAML aliases (*name) (MAX_YAML_ALIASES); "
-                                "write the values out instead of repeating anchors")
+                    raise error(
+                        f"{where}: more than {limits.MAX_YAML_ALIASES} YAML aliases (*name) (MAX_YAML_ALIASES); "
+                        "write the values out instead of repeating anchors"
+                    )
             elif isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 nodes += 1
                 if nodes > limits.MAX_YAML_NODES:
-                    raise error(f"{where}: more than {limits.MAX_YAML_NODES:,} YAML nodes (MAX_YAML_NODES); the file is too large")
+                    raise error(
+                        f"{where}: more than {limits.MAX_YAML_NODES:,} YAML nodes (MAX_YAML_NODES); the file is too large"
+                    )
         if aliases:
             _check_expanded_size(yaml.compose(text, Loader=loader), where, error)
         return yaml.load(text, Loader=loader)
@@ -57,5 +61,7 @@ def _check_expanded_size(root, where: str, error) -> None:
         return sizes[key]
 
     if root is not None and size(root) > limits.MAX_YAML_NODES:
-        raise error(f"{where}: YAML aliases expand to more than {limits.MAX_YAML_NODES:,} nodes (MAX_YAML_NODES); "
-                    "write the values out instead of repeating anchors")
+        raise error(
+            f"{where}: YAML aliases expand to more than {limits.MAX_YAML_NODES:,} nodes (MAX_YAML_NODES); "
+            "write the values out instead of repeating anchors"
+        )
