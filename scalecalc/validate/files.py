@@ -26,7 +26,7 @@ def read_text(path, *, limit: int, limit_name: str, kind: str, error=UsageError)
     except ScalecalcError:
         raise
     except FileNotFoundError:
-        raise error(f"{p}: no such file; give the path of a {kind}") from None
+        raise error(f"{p}: cannot read it: no such file; give the path of a {kind}") from None
     except OSError as exc:
         raise error(f"{p}: cannot read it ({exc.strerror or exc}); check the path and its permissions") from None
     return decode(data, str(p), kind, error)

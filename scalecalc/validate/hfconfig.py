@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 
-from scalecalc.errors import UsageError
+from scalecalc.errors import DataError, UsageError
 from scalecalc.validate import files, limits
 
 SIZE_KEYS = (
@@ -44,7 +44,7 @@ def load(path, where: str) -> dict:
         limit=limits.MAX_CONFIG_FILE_BYTES,
         limit_name="MAX_CONFIG_FILE_BYTES",
         kind="Hugging Face config.json",
-        error=UsageError,
+        error=DataError,
     )
     try:
         cfg = json.loads(text)
