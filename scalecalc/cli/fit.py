@@ -110,8 +110,9 @@ def fit_command(
                      kaplan_vars=kaplan_vars.value)
     if plot:  # the figure first: a failing plot must not leave the law file behind
         from scalecalc.fit.plot import plot_fit
+        from scalecalc.plot import announce_written
 
-        plot_fit(result, plot)
+        announce_written(plot_fit(result, plot))
     if output:
         from scalecalc.fit.lawfile import write_law
 

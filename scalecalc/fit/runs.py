@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalecalc.errors import DataError, NotEnoughData, UsageError
+from scalecalc.errors import DataError, MissingInput, NotEnoughData, UsageError
 
 # Normalised header -> role. Headers are lower-cased with '_' and '-' read as spaces.
 ALIASES = {
@@ -157,6 +157,9 @@ def read_runs(path, *, params_col=None, tokens_col=None, flops_col=None, loss_co
 def _read_text(path) -> str:
     """The file's text, bounded and UTF-8 only (scalecalc.validate.files)."""
     from scalecalc.validate import files, limits
+
+    if not Path(path).exists():
+        raise MissingInput(f"{path}: no such file; give the path of a CSV, TSV or JSONL file of runs")
 
     return files.read_text(path, limit=limits.MAX_RUNS_FILE_BYTES, limit_name="MAX_RUNS_FILE_BYTES",
                            kind="CSV, TSV or JSONL file of runs", error=DataError)
