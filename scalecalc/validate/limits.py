@@ -48,8 +48,6 @@ MAX_STDIN_BYTES = 64 * 1024 * 1024
 MAX_ASPECT_RATIO = 1e5  # d_model / n_layer; real models are 30-300
 MAX_GPUS = 10_000_000
 MAX_SHAPE_DIM = 10_000_000  # heads, layers, d_model, vocab, seq_len
-MAX_COUNT = 1e30  # parameters, tokens, unique tokens
-MAX_COMPUTE = 1e40  # FLOPs (the largest runs so far are ~1e26)
 # Calibration: the memory estimate of one training run (weights, gradients, AdamW states and
 # activations) must fit in this many bytes before a model is built.
 MAX_CALIBRATION_MEMORY_BYTES = 512 * 1024**3
@@ -61,13 +59,6 @@ LIMITS: tuple[Limit, ...] = (
         MAX_BUDGETS,
         "values",
         "budgets in one call (all --compute/--params/... values, ranges and stdin together)",
-    ),
-    Limit("MAX_COMPUTE", MAX_COMPUTE, "FLOPs", "largest compute budget"),
-    Limit(
-        "MAX_COUNT",
-        MAX_COUNT,
-        "parameters or tokens",
-        "largest --params, --tokens, --unique-tokens, --inference-tokens",
     ),
     Limit("MAX_ASPECT_RATIO", MAX_ASPECT_RATIO, "d_model / n_layer", "largest --aspect-ratio"),
     Limit("MAX_GPUS", MAX_GPUS, "GPUs", "largest --gpus"),

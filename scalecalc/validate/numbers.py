@@ -42,17 +42,3 @@ def check_budget_count(count: int, option: str) -> None:
             f"{option}: {count:,} values are more than the limit of {limits.MAX_BUDGETS:,} budgets per call "
             "(MAX_BUDGETS); split the range into several calls"
         )
-
-
-def check_budgets(values, option: str) -> None:
-    """Budgets in FLOPs, parameters or tokens: at most :data:`~.limits.MAX_COMPUTE` / ``MAX_COUNT``."""
-    import numpy as np
-
-    high = limits.MAX_COMPUTE if option in ("--compute", "--gpu-hours", "--usd") else limits.MAX_COUNT
-    if option in ("--gpu-hours", "--usd"):
-        return  # converted to FLOPs later; the FLOPs are checked then
-    values = np.asarray(values, dtype=float)
-    if values.size and float(values.max()) > high:
-        raise UsageError(
-            f"{option}: {float(values.max()):g} is above the limit of {high:g}; give a value up to {high:g}"
-        )
