@@ -35,8 +35,8 @@ from scalecalc.errors import LawFileError
 
 __all__ = ["Expr", "parse", "FUNCTIONS", "MAX_LENGTH", "MAX_DEPTH"]
 
-MAX_LENGTH = 2000  # characters; real laws are under 200
-MAX_DEPTH = 100  # levels of the syntax tree; real laws are under 15
+from scalecalc.validate.limits import MAX_FORMULA_CHARS as MAX_LENGTH  # noqa: E402 (limits in one place)
+from scalecalc.validate.limits import MAX_FORMULA_DEPTH as MAX_DEPTH  # noqa: E402
 
 #: Whitelisted functions -> (numpy implementation, minimum arity, maximum arity or None).
 FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int | None]] = {

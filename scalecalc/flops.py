@@ -830,15 +830,9 @@ def from_hf_config(path: str | Path) -> Arch:
     """
     path = Path(path)
     where = f"--hf-config {path}"
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"{where}: cannot read the file ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{where}: not valid JSON ({exc}); give a Hugging Face config.json") from None
-    if not isinstance(cfg, dict):
-        raise UsageError(f"{where}: expected a JSON object, got {type(cfg).__name__}")
-    cfg = {**cfg.get("text_config", {}), **cfg} if isinstance(cfg.get("text_config"), dict) else cfg
+    from scalecalc.validate import hfconfig
+
+    cfg = hfconfig.load(path, where)  # bounded, valid JSON, sizes whole numbers in range
     unsupported = [k for k in _HF_UNSUPPORTED if cfg.get(k) not in (None, 0)]
     if unsupported:
         raise UsageError(

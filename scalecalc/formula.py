@@ -34,11 +34,15 @@ def describe(law: Law, *, latex: bool = False) -> dict:
     k = _LINEAR.get(law.flops)
     out["constraint"] = _constraint(law, k)
     if law.loss is not None and k is not None and not law.define and law.params is None and law.tokens is None:
-        optimum = derive_optimum(law.loss, k)
-        if optimum is not None:
-            view = optimum.latex(law.constants) if latex else optimum.pretty(law.constants)
-            out["optimum"] = asdict(view)
-            out["exponent_a"] = optimum.exponent_a(law.constants, C=1e24)
+        from scalecalc.validate.limits import MAX_SYMBOLIC_SECONDS
+        from scalecalc.validate.timeout import time_limit
+
+        with time_limit(MAX_SYMBOLIC_SECONDS, f"{law.name}: the symbolic derivation of the optimum", "MAX_SYMBOLIC_SECONDS"):
+            optimum = derive_optimum(law.loss, k)
+            if optimum is not None:
+                view = optimum.latex(law.constants) if latex else optimum.pretty(law.constants)
+                out["optimum"] = asdict(view)
+                out["exponent_a"] = optimum.exponent_a(law.constants, C=1e24)
     if out["optimum"] is None:
         out["note"] = _why_numeric(law, k)
     return out

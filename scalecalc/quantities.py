@@ -14,6 +14,8 @@ import re
 import numpy as np
 
 from scalecalc.errors import UsageError
+from scalecalc.validate.limits import MAX_BUDGETS
+from scalecalc.validate.numbers import check_budget_count
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15, "e": 1e18}
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([kmbgtpe]?)\s*$", re.I)
@@ -58,6 +60,7 @@ def parse_values(texts: list[str], option: str, stdin=None) -> np.ndarray:
             values.extend(parse_range(text, option))
         else:
             values.append(parse_number(text, option))
+        check_budget_count(len(values), option)
     return np.asarray(values, dtype=float)
 
 
@@ -70,8 +73,7 @@ def parse_range(text: str, option: str) -> list[float]:
     count = parse_number(parts[2], option, integer=True)
     if stop < start:
         raise UsageError(f"{option}: range {text!r} must have START <= STOP")
-    if count > 10_000_000:
-        raise UsageError(f"{option}: range {text!r} asks for too many values (at most 10,000,000)")
+    check_budget_count(int(count), option)
     return list(np.geomspace(start, stop, int(count)))
 
 
@@ -85,6 +87,8 @@ def _read_stream(stream, option: str) -> list[float]:
         if line and not line.startswith("#"):
             try:
                 out.append(parse_number(line, option))
+                if len(out) > MAX_BUDGETS:
+                    check_budget_count(len(out), option)
             except UsageError as exc:
                 raise UsageError(f"{exc} (stdin line {lineno})") from None
     if not out:

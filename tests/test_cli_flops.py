@@ -69,7 +69,7 @@ def test_heads_not_dividing_d_model():
 def test_zero_layers():
     r = run("flops", "--n-layer", "0", "--d-model", "768")
     assert r.exit_code == 2
-    assert r.stderr == "Error: --n-layer must be at least 1 (got 0)\n"
+    assert r.stderr == "Error: --n-layer: 0 is out of range; give a whole number in [1, 1e+07]\n"
 
 
 def test_missing_shape():

@@ -362,17 +362,17 @@ def load_recipe(path: str | Path) -> SweepRecipe:
     RecipeError
         Naming the file and listing every invalid, missing or unknown key at once.
     """
-    import yaml
+    from scalecalc.validate import files, limits, yamlfile
 
     file = resolve_recipe_path(path)
-    text = file.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise RecipeError(f"{file}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_recipe(raw, where=str(file), text=text)
+    text = files.read_text(file, limit=limits.MAX_RECIPE_FILE_BYTES, limit_name="MAX_RECIPE_FILE_BYTES",
+                           kind="recipe YAML file", error=RecipeError)
+    raw = yamlfile.load(text, str(file), error=RecipeError)  # safe loader, alias and node limits
+    recipe = parse_recipe(raw, where=str(file), text=text)
+    from scalecalc.validate.calibration import check_recipe
+
+    check_recipe(recipe, str(file))  # a model too large to train is refused by estimate, not by OOM
+    return recipe
 
 
 def resolve_recipe_path(path: str | Path) -> Path:

@@ -174,7 +174,11 @@ class Store:
                     f"{self.dir}: no results store here; run `scalecalc calibrate run RECIPE "
                     f"--out {self.dir}` first"
                 )
-            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file in the way, a read-only or full disk
+                raise StoreError(f"--out {self.dir}: cannot create the folder ({exc.strerror or exc}); "
+                                 "choose a writable location") from None
         try:
             # autocommit mode: every write below opens its own explicit transaction
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
@@ -400,7 +404,13 @@ class _Transaction:
         return self.db
 
     def __exit__(self, exc_type, exc, tb):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.DatabaseError as err:  # a full disk fails the COMMIT (or the ROLLBACK)
+            exc = exc if exc_type is not None else err
+        if isinstance(exc, sqlite3.DatabaseError):  # the transaction is rolled back: the store stays consistent
+            raise StoreError(f"the results store could not be written ({exc}); free space and rerun: "
+                             "finished runs are kept and the rest resume") from None
         return False
 
 

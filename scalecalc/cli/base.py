@@ -100,6 +100,9 @@ def register(modules=None) -> None:
 
 def main() -> None:
     """Console-script entry point: register what this invocation needs, then run."""
+    from scalecalc.validate.noise import silence_numeric_warnings
+
+    silence_numeric_warnings()
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     register([COMMAND_MODULES[first]] if first in COMMAND_MODULES else None)
     app()

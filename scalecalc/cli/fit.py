@@ -100,6 +100,11 @@ def fit_command(
     from scalecalc.quantities import parse_values
 
     # Options first, so that a typo is reported before a long read or fit.
+    from scalecalc.validate import options, paths
+
+    options.check(**{"--delta": delta, "--seed": seed, "--bootstrap": bootstrap, "--drop-top-loss": drop_top_loss,
+                     "--seed-noise": seed_noise, "--workers": workers})
+    paths.check_outputs({"--output": (output, (".yaml", ".yml")), "--plot": (plot, (".png", ".pdf", ".svg"))})
     get_convention(flops, "--flops")
     check_grid(grid)
     check_where(where or [])
@@ -119,16 +124,15 @@ def fit_command(
                      interp=interp.value, seed_noise=seed_noise, irreducible=irreducible,
                      kaplan_vars=kaplan_vars.value, holdout=holdout, fix=fix or [],
                      prior=prior or [], compare_forms=compare_forms, progress=_progress())
+    if plot:  # the figure first: a failing plot must not leave the law file behind
+        from scalecalc.fit.plot import plot_fit
+        from scalecalc.plot import announce_written
+
+        announce_written(plot_fit(result, plot))
     if output:
         from scalecalc.fit.lawfile import write_law
 
         write_law(output, result.to_law(name=name))
-    if plot:
-        from scalecalc.fit.plot import plot_fit
-
-        from scalecalc.plot import announce_written
-
-        announce_written(plot_fit(result, plot))
     _render(result, runs, resolve_format(fmt, as_json), output)
 
 

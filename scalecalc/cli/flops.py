@@ -98,7 +98,10 @@ def flops(
     """
     from scalecalc import flops as core  # numpy only; keeps `scalecalc --help` light
     from scalecalc.errors import UsageError
+    from scalecalc.validate import options
 
+    options.check(**{"--n-layer": n_layer, "--d-model": d_model, "--vocab": vocab, "--seq-len": seq_len, "--ffn": ffn,
+                     "--heads": heads, "--kv-heads": kv_heads, "--head-dim": head_dim, "--experts": experts, "--top-k": top_k})
     given = {
         "n_layer": n_layer, "d_model": d_model, "vocab": vocab, "seq_len": seq_len, "d_ff": ffn,
         "n_heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "tied": tied,

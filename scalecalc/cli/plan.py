@@ -132,7 +132,12 @@ def plan_command(
     from scalecalc.planner import BlockOptions, Query, plan
     from scalecalc.planner import shape_rule as continuous_rule  # --shape-rule is a parameter here
     from scalecalc.quantities import parse_number
+    from scalecalc.validate import options, paths
 
+    options.check(**{"--mfu": mfu, "--inference-mfu": inference_mfu, "--aspect-ratio": aspect_ratio, "--gpus": gpus,
+                     "--usd-per-gpu-hour": usd_per_gpu_hour, "--tokens-per-param": tokens_per_param,
+                     "--vocab": vocab, "--seq-len": seq_len})
+    paths.check_outputs({"--plot": (plot, (".png", ".pdf", ".svg"))})
     law_obj = load_law(law)
     hw = {"gpu": gpu, "mfu": mfu, "price": usd_per_gpu_hour, "dtype": dtype}
     kind, values = _budget(compute, params, tokens, loss, gpu_hours, usd, tokens_per_param, hw)
@@ -291,14 +296,16 @@ def compare_command(
 
     from scalecalc.compare import compare, correction_path
     from scalecalc.quantities import parse_number, parse_values
+    from scalecalc.validate import options, paths
 
+    paths.check_outputs({"--plot": (plot, (".png", ".pdf", ".svg"))})
     budgets = parse_values(compute, "--compute")
     fmt = resolve_format(fmt, as_json)
     if path is not None:
         result = correction_path(path, budgets)
         _render_path(result, fmt, quiet)
         return
-    names = [n.strip() for n in laws.split(",") if n.strip()] if laws else None
+    names = options.laws_list(laws)
     u = parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None
     result = compare(budgets, names, unique_tokens=u)
     if plot:
@@ -528,4 +535,4 @@ def _print_formula(info: dict) -> None:
         out += [x for x in (opt.get("a_numeric"), opt.get("b_numeric")) if x]
     else:
         out.append(info.get("note", ""))
-    sys.stdout.write("\n".join(out).rstrip() + "\n")
+    sys.stdout.write("\n".join(x for x in out if x is not None).rstrip() + "\n")  # numeric views are None without constants

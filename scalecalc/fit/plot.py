@@ -31,8 +31,13 @@ def plot_fit(result, path) -> Path:
         (_envelope if result.form == "envelope" else _parametric)(result, ax, ax2)
     fig.suptitle(f"scalecalc fit --form {result.form}: {Path(result.source).name}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from scalecalc.validate.paths import atomic_write
+
+    try:  # written whole or not at all (a failing savefig must leave no partial file)
+        atomic_write(path, lambda f: fig.savefig(f, dpi=120, format=path.suffix.lstrip(".").lower() or "png"),
+                     mode="wb", option="--plot")
+    finally:
+        plt.close(fig)
     return path
 
 

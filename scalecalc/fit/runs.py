@@ -135,7 +135,7 @@ def read_runs(path, *, params_col=None, tokens_col=None, flops_col=None, loss_co
         values (their line numbers are named).
     """
     name = "stdin" if str(path) == "-" else str(path)
-    text = sys.stdin.read() if str(path) == "-" else _read_text(path)
+    text = _read_stdin() if str(path) == "-" else _read_text(path)
     header, rows, lines = _parse_table(text, name, str(path))
     filters = [_parse_where(w) for w in where]
     cols = _resolve_columns(header, name, params=params_col, tokens=tokens_col, flops=flops_col,
@@ -184,12 +184,20 @@ def check_checkpoints(runs: Runs) -> None:
 
 
 def _read_text(path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
+    """The file's text, bounded and UTF-8 only (scalecalc.validate.files)."""
+    from scalecalc.validate import files, limits
+
+    if not Path(path).exists():
         raise MissingInput(f"{path}: no such file; give the path of a CSV, TSV or JSONL file of runs")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read it ({exc}); give a UTF-8 CSV, TSV or JSONL file")
+
+    return files.read_text(path, limit=limits.MAX_RUNS_FILE_BYTES, limit_name="MAX_RUNS_FILE_BYTES",
+                           kind="CSV, TSV or JSONL file of runs", error=DataError)
+
+
+def _read_stdin() -> str:
+    from scalecalc.validate.files import read_stdin
+
+    return read_stdin("FILE", stream=sys.stdin, error=DataError)
 
 
 def _parse_table(text: str, name: str, path: str):
@@ -201,8 +209,13 @@ def _parse_table(text: str, name: str, path: str):
         return _parse_jsonl(text, name)
     delim = "\t" if path.endswith(".tsv") or ("\t" in text.splitlines()[0] and
                                                 "," not in text.splitlines()[0]) else ","
-    table = [(i, r) for i, r in enumerate(csv.reader(io.StringIO(text), delimiter=delim), 1)
-             if any(c.strip() for c in r)]
+    try:
+        table = [(i, r) for i, r in enumerate(csv.reader(io.StringIO(text), delimiter=delim), 1)
+                 if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise DataError(f"{name}: not a valid CSV/TSV table ({exc}); give a header line and one row per run") from None
+    if not table:
+        raise DataError(f"{name}: the file is empty; give a header line and one row per run")
     header = [h.strip() for h in table[0][1]]
     rows, lines = [], []
     for lineno, r in table[1:]:
@@ -224,6 +237,10 @@ def _parse_jsonl(text: str, name: str):
             records = json.loads(stripped)
         except json.JSONDecodeError as exc:
             raise DataError(f"{name}: invalid JSON ({exc.msg} at line {exc.lineno})")
+        except (ValueError, RecursionError) as exc:  # integers over 4,300 digits, deep nesting
+            raise DataError(f"{name}: unreadable JSON ({type(exc).__name__}); give plain numbers") from None
+        if not isinstance(records, list):
+            records = [records]
         lines = list(range(1, len(records) + 1))
     else:
         for lineno, line in enumerate(text.splitlines(), 1):
@@ -234,6 +251,8 @@ def _parse_jsonl(text: str, name: str):
             except json.JSONDecodeError as exc:
                 raise DataError(f"{name}: line {lineno} is not valid JSON ({exc.msg}); give one "
                                 "JSON object per line")
+            except (ValueError, RecursionError) as exc:  # integers over 4,300 digits, deep nesting
+                raise DataError(f"{name}: line {lineno}: unreadable JSON ({type(exc).__name__}); give plain numbers") from None
             lines.append(lineno)
     if not records or not all(isinstance(r, dict) for r in records):
         raise DataError(f"{name}: expected one JSON object per line, e.g. "
@@ -281,7 +300,7 @@ def _numeric(rows, lines, j, col, name, role) -> np.ndarray:
     for i, r in enumerate(rows):
         try:
             out[i] = float(r[j])
-        except ValueError:
+        except (ValueError, OverflowError):
             bad.append(int(lines[i]))
             continue
         if not math.isfinite(out[i]):

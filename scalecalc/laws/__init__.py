@@ -156,23 +156,18 @@ def compile_builtins() -> dict:
 
 
 def _load_file(path: Path, option: str) -> Law:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LawFileError(f"{option}: cannot read law file {path}: {exc}") from None
-    import yaml
+    from scalecalc.validate import files, limits, yamlfile
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same safety, faster
-    try:
-        data = yaml.load(raw, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise LawFileError(f"{path}{where}: {problem}; fix the YAML syntax") from None
+    raw = files.read_text(path, limit=limits.MAX_LAW_FILE_BYTES, limit_name="MAX_LAW_FILE_BYTES",
+                          kind="law YAML file", error=LawFileError)
+    data = yamlfile.load(raw, str(path), error=LawFileError)
     if not isinstance(data, dict):
         raise LawFileError(f"{path}: a law file must be a YAML mapping with name, source and formulas")
-    return _build(data, _Source(path, raw))
+    law = _build(data, _Source(path, raw))
+    from scalecalc.validate.laws import check_law
+
+    check_law(law, _Source(path, raw).where)
+    return law
 
 
 class _Source:
@@ -223,19 +218,55 @@ def _build(data: dict, src: _Source) -> Law:
         raise LawFileError(f"{src.where('params_kind')}: params_kind {kind!r} must be one of {', '.join(_PARAMS_KINDS)}")
     return Law(
         name=data["name"], title=str(data.get("title") or data["name"]), source=data["source"].strip(),
-        form=str(data.get("form") or ("chinchilla" if "loss" in formulas else "allocation")),
+        form=_form(data.get("form"), formulas, constants, src),
         flops=_convention(data.get("flops", "6nd"), src), params_kind=kind, constants=constants,
         define=define, hyperparameters=hparams, **formulas,
         stderr=_numbers(data.get("stderr") or {}, "stderr", src),
         bootstrap=_bootstrap(data.get("bootstrap"), src),
         fitted_range=_ranges(data.get("fitted_range") or {}, src),
         shape=_numbers(data.get("shape") or {}, "shape", src),
-        requires=tuple(str(r) for r in data.get("requires") or ()),
-        warnings=tuple(str(w) for w in data.get("warnings") or ()),
-        provenance=data.get("provenance") or {},
+        requires=_strings(data.get("requires"), "requires", src),
+        warnings=_strings(data.get("warnings"), "warnings", src),
+        provenance=_mapping(data.get("provenance"), "provenance", src),
         extra={k: data[k] for k in ("correction_path", "correction_budget", "notes") if k in data},
         path=str(src.path),
     )
+
+
+_CHINCHILLA_CONSTANTS = ("A", "B", "alpha", "beta")
+
+
+def _form(form: Any, formulas: dict, constants: dict, src: _Source) -> str:
+    """The law's form. ``chinchilla`` (the closed-form optimum of Hoffmann et al. 2022 eq. 4,
+    docs/reference.md) needs the constants A, B, alpha and beta; any other loss is solved
+    numerically (form ``custom``)."""
+    if form is not None and not isinstance(form, str):
+        raise LawFileError(f"{src.where('form')}: form must be a word such as chinchilla or custom")
+    if "loss" not in formulas:
+        return form or "allocation"
+    has = all(k in constants for k in _CHINCHILLA_CONSTANTS)
+    if form == "chinchilla" and not has:
+        raise LawFileError(f"{src.where('form')}: form chinchilla needs the constants {', '.join(_CHINCHILLA_CONSTANTS)}; "
+                           "add them or drop the form line (other losses are solved numerically)")
+    return form or ("chinchilla" if has else "custom")
+
+
+def _strings(value: Any, key: str, src: _Source) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+        raise LawFileError(f"{src.where(key)}: {key} must be a list of strings")
+    return tuple(str(v) for v in value)
+
+
+def _mapping(value: Any, key: str, src: _Source) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise LawFileError(f"{src.where(key)}: {key} must be a mapping")
+    return value
 
 
 def _formula(text: Any, src: _Source, *keys: str) -> Expr:
@@ -252,7 +283,7 @@ def _numbers(mapping: Any, key: str, src: _Source) -> dict[str, float]:
     for name, value in mapping.items():
         try:
             out[str(name)] = float(value)  # PyYAML reads 1e18 (no dot) as a string: coerce
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise LawFileError(f"{src.where(key, str(name))}: {key}.{name} = {value!r} is not a number") from None
         if not np.isfinite(out[str(name)]):
             raise LawFileError(f"{src.where(key, str(name))}: {key}.{name} must be finite")
@@ -264,12 +295,19 @@ def _bootstrap(data: Any, src: _Source) -> dict[str, np.ndarray]:
         return {}
     if not isinstance(data, dict):
         raise LawFileError(f"{src.where('bootstrap')}: bootstrap must map each constant to a list of replicates")
+    from scalecalc.validate.limits import MAX_BOOTSTRAP_REPLICATES
+
     out = {}
     for name, values in data.items():
+        if isinstance(values, list) and len(values) > MAX_BOOTSTRAP_REPLICATES:
+            raise LawFileError(f"{src.where('bootstrap', str(name))}: bootstrap.{name} has {len(values):,} replicates, "
+                               f"more than the limit of {MAX_BOOTSTRAP_REPLICATES:,} (MAX_BOOTSTRAP_REPLICATES); keep fewer")
         try:
             out[str(name)] = np.asarray(values, dtype=float).reshape(-1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise LawFileError(f"{src.where('bootstrap', str(name))}: bootstrap.{name} must be a list of numbers") from None
+        if not np.all(np.isfinite(out[str(name)])):
+            raise LawFileError(f"{src.where('bootstrap', str(name))}: bootstrap.{name} must hold finite numbers")
     return out
 
 
@@ -278,7 +316,7 @@ def _ranges(data: Any, src: _Source) -> dict[str, tuple[float, float]]:
     for name, pair in (data.items() if isinstance(data, dict) else ()):
         try:
             lo, hi = (float(x) for x in pair)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise LawFileError(f"{src.where('fitted_range', str(name))}: fitted_range.{name} must be [low, high]") from None
         if not (0 < lo <= hi):
             raise LawFileError(f"{src.where('fitted_range', str(name))}: fitted_range.{name} must have 0 < low <= high")

@@ -103,7 +103,12 @@ def write_law(path: str | Path, law: dict, *, option: str = "--output",
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, permissions: one error line, no partial file
+            from scalecalc.errors import ScalecalcError
+
+            raise ScalecalcError(f"{option}: cannot write {path} ({exc.strerror or exc}); "
+                                 "free space or choose another location") from None
         raise
     return path
