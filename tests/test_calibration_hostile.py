@@ -1,4 +1,4 @@
-"""Calibration under the bad-input contract (issue 9, part 3): recipes with wrong types, absurd
+"""Calibration under the bad-input contract: recipes with wrong types, absurd
 sizes or unknown keys; --data that is empty, binary, not UTF-8 or a folder without text; a
 corrupted or truncated store; an out dir that cannot be written; a disk that fills mid-run.
 Each is one ``Error:`` line, no traceback, and the store stays consistent so a rerun resumes."""

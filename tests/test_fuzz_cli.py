@@ -1,4 +1,4 @@
-"""Fuzzing the real CLI (a subprocess per case) against the bad-input contract (issue 9).
+"""Fuzzing the real CLI (a subprocess per case) against the bad-input contract.
 
 The contract (README "Errors and exit codes"): for any input, scalecalc exits 0, or prints one
 ``Error: ...`` line on stderr with exit 1 or 2 and nothing on stdout; it never prints a
