@@ -132,7 +132,7 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
               tokenizer: str | None = None, compile: bool = False,
               progress: Progress | None = None, checkpoint_every_s: float | None = None,
               checkpoint_every_steps: int | None = None,
-              threads: int | None = None) -> SweepSummary:
+              threads: int | None = None, executor=None) -> SweepSummary:
     """Train every run of ``recipe`` not yet done, writing curves to ``out_dir/results.sqlite``.
 
     Parameters
@@ -150,15 +150,34 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
     threads : int, optional
         CPU threads for torch (``torch.set_num_threads``); on a shared or busy machine 1 thread
         avoids OpenMP contention, which can slow tiny models tenfold.
+    executor : ExecutorOptions, optional
+        Where runs train (:mod:`scalecalc.calibration.executors`): local (default), ray or
+        slurm. Options are checked, and the cluster reached, before the store is created.
     """
+    from scalecalc.calibration.executors import ExecutorOptions, make_executor
+    from scalecalc.calibration.executors.local import LocalExecutor
+
     t0 = time.perf_counter()
     set_threads(threads)
     if data is not None or tokenizer is not None:
         recipe = recipe.with_overrides(data=list(data) if data else None, tokenizer=tokenizer)
-    devs = tuple(resolve_device(d) for d in devices) if devices else (resolve_device(device),)
+    options = executor or ExecutorOptions()
+    engine = make_executor(options)  # bad options: one error, nothing written, no cluster
+    remote = not isinstance(engine, LocalExecutor)
+    if remote:  # the device is chosen on each worker; this machine may have none
+        devs = (options.name,)
+    else:
+        devs = tuple(resolve_device(d) for d in devices) if devices else (resolve_device(device),)
+        engine.devices = devs
     for spec in {c.data for c in recipe.runs()}:  # missing files fail before anything is written
         data_mod.resolve_sources(list(spec) if spec else None)
-    store = Store(out_dir, create=True)
+    if remote:
+        engine.connect()  # no cluster, no partition, too many GPUs: fail before the store
+    try:
+        store = Store(out_dir, create=True)
+    except BaseException:
+        engine.close()
+        raise
     try:
         runs = queue_runs(recipe, store)
         ids = [c.run_id for c in runs]
@@ -168,16 +187,17 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
         _emit(progress, event="sweep", recipe=recipe.name, total=len(ids), counts=counts)
         kwargs = dict(compile=compile, checkpoint_every_s=checkpoint_every_s,
                       checkpoint_every_steps=checkpoint_every_steps, threads=threads)
-        if len(devs) == 1:
-            results, interrupted = _worker_loop(store, Path(out_dir), ids, devs[0], progress,
-                                                _SigintFlag(), **kwargs)
+        if remote:
+            kwargs["device"] = device
         else:
-            results, interrupted = (), _spawn_workers(Path(out_dir), ids, devs, store, progress,
-                                                      kwargs)
+            kwargs["device"] = devs[0]
+        results, interrupted = engine.run(store, Path(out_dir), ids, progress, _SigintFlag(),
+                                          **kwargs)
         return SweepSummary(str(out_dir), recipe.name, devs, len(ids), _counts(store, ids),
                             tuple(results), time.perf_counter() - t0, interrupted)
     finally:
         store.close()
+        engine.close()
 
 
 def _counts(store: Store, ids: list[str]) -> dict:

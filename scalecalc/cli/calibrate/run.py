@@ -43,6 +43,29 @@ def run(
     checkpoint_steps: Annotated[Optional[int], typer.Option(
         "--checkpoint-steps", min=1, help="Also checkpoint every this many steps (default: "
         "every 3 minutes only).")] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="Where runs train: local (this machine), ray (a Ray cluster) or "
+        "slurm (job arrays through submitit). See README: Calibrating on a cluster.")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="Ray: the cluster, auto or HOST:PORT (default auto).")] = None,
+    gpus_per_run: Annotated[Optional[float], typer.Option(
+        "--gpus-per-run", help="Ray or Slurm: GPUs per run (Ray takes fractions: 0.25 puts "
+        "four runs on a GPU).")] = None,
+    partition: Annotated[Optional[str], typer.Option(
+        "--partition", help="Slurm: the partition to submit to.")] = None,
+    time_limit: Annotated[Optional[str], typer.Option(
+        "--time", help="Slurm: time limit per job, minutes or [D-]HH:MM:SS.")] = None,
+    array_parallelism: Annotated[Optional[int], typer.Option(
+        "--array-parallelism", help="Slurm: at most this many array tasks at once.")] = None,
+    sbatch_flag: Annotated[Optional[list[str]], typer.Option(
+        "--sbatch-flag", help="Slurm: an extra sbatch flag, e.g. --sbatch-flag=--qos=low "
+        "(repeatable).")] = None,
+    shared_dir: Annotated[Optional[str], typer.Option(
+        "--shared-dir", help="Ray or Slurm: a folder every node sees, for checkpoints (a retried "
+        "run resumes; without it, it restarts from step 0).")] = None,
+    max_retries: Annotated[int, typer.Option(
+        "--max-retries", help="Ray or Slurm: retries of a run whose worker or node was lost.")
+    ] = 3,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the runs with N, D, FLOPs and a time estimated from a few "
         "measured steps; train nothing.")] = False,
@@ -75,11 +98,19 @@ def run(
                                 threads=threads)
         _render_plan(rows, rec.name, fmt)
         return
+    from scalecalc.calibration.executors import ExecutorOptions
+
+    options = ExecutorOptions(executor, address, gpus_per_run, partition, time_limit,
+                              array_parallelism, tuple(sbatch_flag or ()), shared_dir, max_retries)
+    if executor != "local" and devices:
+        raise UsageError(f"--devices: only for --executor local; with {executor} use "
+                         f"--gpus-per-run")
     console = stderr_console()
     with _ProgressView(console) as view:
         summary = sweep.run_sweep(rec, out, device=device, devices=device_list, data=data,
                                   tokenizer=tokenizer, compile=compile, progress=view,
-                                  checkpoint_every_steps=checkpoint_steps, threads=threads)
+                                  checkpoint_every_steps=checkpoint_steps, threads=threads,
+                                  executor=options)
     _render_summary(summary, fmt)
     if summary.interrupted:
         console.print("interrupted: progress is checkpointed; rerun the same command to resume")
@@ -149,7 +180,18 @@ class _ProgressView:
 
     def __call__(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "device":
+        if kind == "submitted":
+            tasks = list(event["tasks"].values())
+            shown = ", ".join(tasks[:3]) + (f" ... ({len(tasks)} in all)" if len(tasks) > 3 else "")
+            self.console.print(f"{event['executor']}: submitted {event['units']} run(s): {shown}",
+                               highlight=False)
+            if not event.get("shared_dir"):
+                self.console.print("no --shared-dir: a retried run restarts from step 0")
+        elif kind == "cancelled":
+            ids = event["ids"]
+            self.console.print(f"{event['executor']}: cancelled {len(ids)} pending or running "
+                               f"task(s){': ' + ', '.join(ids) if ids else ''}", highlight=False)
+        elif kind == "device":
             self.console.print(f"device: {', '.join(event['devices'])}")
         elif kind == "sweep":
             c = event["counts"]
@@ -184,5 +226,9 @@ class _ProgressView:
             loss = f" loss {event['final_loss']:.4f}" if event.get("final_loss") else ""
             took = f" in {hms(event['wall_time'])}" if event.get("wall_time") else ""
             err = f": {event['error']}" if event.get("error") else ""
+            if event.get("host"):
+                err += f" on {event['host']}"
+                if event.get("resumed"):
+                    err += f" (resumed at step {event['resumed']})"
             self.console.print(f"[{self.finished}/{self.total}] {event['label']} "
                                f"{event['status']}{loss}{took}{err}", highlight=False)
