@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -119,9 +119,11 @@ def check_shared_dir(shared_dir: str | None) -> None:
 
 def require_extra(executor: str) -> None:
     module, extra = EXTRA_MODULE[executor]
-    if importlib.util.find_spec(module) is None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
         raise MissingDependency(f"--executor {executor}: {module} is not installed; install it "
-                                f"with: pip install 'scalecalc[{extra}]'")
+                                f"with: pip install 'scalecalc[{extra}]'") from None
 
 
 def make_executor(options: ExecutorOptions) -> Executor:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 from scalecalc.calibration.executors.base import RunOutcome
 from scalecalc.calibration.executors.driver import RemoteExecutor
@@ -21,6 +22,7 @@ class RayExecutor(RemoteExecutor):
         import ray
 
         address = self.options.address or "auto"
+        _check_reachable(address)  # ray.init retries an unreachable address for minutes
         try:
             ray.init(address=address, log_to_driver=False, ignore_reinit_error=True,
                      logging_level="ERROR", configure_logging=True)
@@ -84,3 +86,18 @@ class RayExecutor(RemoteExecutor):
 
         if ray.is_initialized():
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A TCP connect to HOST:PORT (5 s), so a wrong --address fails at once."""
+    if address == "auto" or address.startswith(("ray://", "local")):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address}: give auto or HOST:PORT of the Ray head "
+                         f"(`ray start --head` prints it)")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UsageError(f"--address {address}: no Ray cluster reachable ({exc.strerror or exc}); "
+                         f"start one with `ray start --head` and pass its HOST:PORT") from None

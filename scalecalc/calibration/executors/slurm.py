@@ -59,13 +59,13 @@ class SlurmExecutor(RemoteExecutor):
         self.folder: Path | None = None
 
     def validate(self) -> None:
+        if self.options.time is not None:
+            parse_time(self.options.time)
+        sbatch_flags_to_params(self.options.sbatch_flags)
         super().validate()
         if shutil.which("sbatch") is None:
             raise UsageError("--executor slurm: sbatch is not on PATH; run on a Slurm login node "
                              "(or install the Slurm client), or use --executor local|ray")
-        if self.options.time is not None:
-            parse_time(self.options.time)
-        sbatch_flags_to_params(self.options.sbatch_flags)
 
     def connect(self) -> None:
         partitions = [p.rstrip("*") for p in _slurm(["sinfo", "-h", "-o", "%P"]).split()]

@@ -85,6 +85,14 @@ def run(
 
     fmt = resolve_format(fmt, as_json)
     rec = load_recipe(recipe)  # recipe problems are reported before torch is imported
+    from scalecalc.calibration.executors import ExecutorOptions, make_executor
+
+    options = ExecutorOptions(executor, address, gpus_per_run, partition, time_limit,
+                              array_parallelism, tuple(sbatch_flag or ()), shared_dir, max_retries)
+    if executor != "local" and devices:
+        raise UsageError(f"--devices: only for --executor local; with {executor} use "
+                         f"--gpus-per-run")
+    make_executor(options)  # a missing extra or a bad option: one line, before torch
     from scalecalc.errors import require
 
     require("torch", "calibrate")
@@ -98,13 +106,6 @@ def run(
                                 threads=threads)
         _render_plan(rows, rec.name, fmt)
         return
-    from scalecalc.calibration.executors import ExecutorOptions
-
-    options = ExecutorOptions(executor, address, gpus_per_run, partition, time_limit,
-                              array_parallelism, tuple(sbatch_flag or ()), shared_dir, max_retries)
-    if executor != "local" and devices:
-        raise UsageError(f"--devices: only for --executor local; with {executor} use "
-                         f"--gpus-per-run")
     console = stderr_console()
     with _ProgressView(console) as view:
         summary = sweep.run_sweep(rec, out, device=device, devices=device_list, data=data,
