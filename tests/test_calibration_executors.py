@@ -380,3 +380,34 @@ def test_slurm_driver_sigkill_then_rerun(slurm, recipe, reference, tmp_path):
     r = _cli(*args)
     assert r.returncode == 0, r.stderr
     assert_same_store(out, reference)
+
+
+def test_slurm_ctrl_c_cancels_its_jobs_then_resumes(slurm, recipe, reference, tmp_path):
+    out, shared = tmp_path / "runs", tmp_path / "shared"
+    args = _sweep_args(recipe, out, "--executor", "slurm", "--shared-dir", shared)
+    proc = subprocess.Popen([sys.executable, "-m", "scalecalc", "calibrate", "run",
+                             *map(str, args)], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_progress(shared, 40, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "slurm: cancelled 2 pending or running task(s)" in err
+    with Store(out) as store:
+        jobs = [j for ids in store.meta()["executor"]["runs"].values() for j in ids]
+        assert store.counts()["queued"] == 2
+    deadline = time.monotonic() + 30  # scancel: the jobs leave the queue
+    while time.monotonic() < deadline:
+        queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True,
+                               text=True).stdout.split()
+        if not set(jobs) & set(queue):
+            break
+        time.sleep(0.5)
+    assert not set(jobs) & set(queue)
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert_same_store(out, reference)
