@@ -40,7 +40,7 @@ def compare(budgets: np.ndarray, laws: list[str] | None = None, *, unique_tokens
         if "U" in law.requires and unique_tokens is None:
             skipped.append(f"{law.name} skipped: it needs --unique-tokens")
             continue
-        result = plan(law, Query("compute", budgets, unique_tokens=unique_tokens, intervals=False))
+        result = plan(law, Query("compute", budgets, unique_tokens=unique_tokens, intervals=False, blocks=None))
         rows.extend(result.rows())
     spreads = [_spread(b, [r for r in rows if r["compute"] == b]) for b in budgets.tolist()]
     return Comparison(budgets=budgets.tolist(), rows=rows, spreads=spreads, skipped=skipped)
@@ -86,7 +86,7 @@ def _summary(law) -> dict:
     u = UNCONSTRAINED_U if "U" in law.requires else None
     c = np.array([SUMMARY_BUDGET / 1.01, SUMMARY_BUDGET, SUMMARY_BUDGET * 1.01])
     try:
-        r = plan(law, Query("compute", c, unique_tokens=u, intervals=False))
+        r = plan(law, Query("compute", c, unique_tokens=u, intervals=False, blocks=None))
         a = float(np.log(r.params[2] / r.params[0]) / np.log(c[2] / c[0]))
         ratio = float(r.tokens_per_param[1])
     except ScalecalcError:

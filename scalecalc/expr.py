@@ -423,7 +423,7 @@ class Expr:
                     ) from None
                 # Unused non-numeric extras (a law's metadata) are ignored.
         with np.errstate(all="ignore"):
-            result = np.asarray(self._fn(values), dtype=float)
+            result = np.asarray(self._fn(values), dtype=float)  # type: ignore[misc, type-var]
         shape = np.broadcast_shapes(result.shape, *(value.shape for value in values.values()))
         if shape != result.shape:
             result = np.broadcast_to(result, shape).copy()

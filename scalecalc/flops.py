@@ -30,7 +30,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -380,7 +380,7 @@ CONVENTIONS: dict[str, Convention] = {
 }
 
 
-def get_convention(name: str, option: str = "--flops") -> Convention:
+def get_convention(name: "str | Convention", option: str = "--flops") -> Convention:
     """Look up a convention by name; :class:`UnknownName` (exit 2) names ``option``."""
     if isinstance(name, Convention):
         return name
@@ -712,6 +712,7 @@ def search_shape(N: float, n_kind: str, make: Callable[[int, int], Arch], widths
             key = (not fits, abs(math.log(d / L / aspect_ratio)) if fits else err)
             if best_key is None or key < best_key:
                 best, best_key = (d, L), key
+    assert best is not None and best_key is not None  # widths and depths are never empty
     return make(*best), not best_key[0]
 
 
@@ -832,7 +833,7 @@ def from_hf_config(path: str | Path) -> Arch:
         raise UsageError(f"{where}: {exc}") from None
 
 
-def _hf_get(cfg: dict, keys: tuple[str, ...], where: str) -> int:
+def _hf_get(cfg: dict, keys: tuple[str, ...], where: str) -> Any:  # Arch checks it is whole
     for key in keys:
         if cfg.get(key) is not None:
             value = cfg[key]

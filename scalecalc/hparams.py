@@ -330,16 +330,16 @@ def from_values(
         warm_steps = full(values.get("warmup_steps", np.nan))
         warm_tokens = warm_steps * batch
     tokens = None if tokens is None else full(tokens)
-    notes = list(notes)
+    added = list(notes)
     if np.any(np.isnan(lr)) and "peak_lr" in values:
-        notes.append(f"{name}: no positive learning rate at these sizes")
+        added.append(f"{name}: no positive learning rate at these sizes")
     steps = None if tokens is None else tokens / batch
     if steps is not None and np.any(warm_steps > steps):
-        notes.append(f"{name}: warmup is longer than training at some budgets")
+        added.append(f"{name}: warmup is longer than training at some budgets")
     extra = {}
     if L is not None:
         extra = _critical_fields(batch, L, steps, tokens, Bstar)
-        notes.append("critical batch from Kaplan et al. 2020 (WebText2 fit, Table 5); on another "
+        added.append("critical batch from Kaplan et al. 2020 (WebText2 fit, Table 5); on another "
                      "law's loss it is an order-of-magnitude guide")
     beta2 = values.get("beta2")
     return Hyperparameters(
@@ -353,7 +353,7 @@ def from_values(
         warmup_steps=warm_steps,
         beta2=None if beta2 is None else full(beta2),
         steps=steps,
-        notes=tuple(notes),
+        notes=tuple(added),
         **extra,
     )
 

@@ -86,7 +86,8 @@ class InferenceOptimum:
 
 def _constants(law: Mapping) -> tuple[float, float, float, float, float]:
     try:
-        return tuple(float(law[k]) for k in ("E", "A", "B", "alpha", "beta"))
+        E, A, B, alpha, beta = (float(law[k]) for k in ("E", "A", "B", "alpha", "beta"))
+        return E, A, B, alpha, beta
     except KeyError as missing:
         raise UsageError(
             f"--inference-tokens needs a law of the form E + A/N**alpha + B/D**beta; "

@@ -35,11 +35,34 @@ _NEAR_FLOOR = 0.02  # warn when the target loss is within 2% of the law's floor
 
 
 @dataclass(frozen=True)
+class BlockOptions:
+    """Which blocks complete a plan's rows (:mod:`scalecalc.blocks`), and their settings.
+
+    The defaults are what ``scalecalc plan`` prints without options: a shape (``--shape-rule``)
+    and hyperparameters (``--hparams``; None: the law's own rules when it has them, else
+    porian2024). ``gpu`` adds hardware (time, GPU-hours, dollars), ``inference_tokens`` the
+    inference-aware optimum, ``unique_tokens`` the data-constrained block.
+    """
+
+    shape_rule: str = "aspect"
+    hparams: str | None = None
+    gpu: str | None = None
+    gpus: int = 1
+    mfu: float = 0.4
+    dtype: str | None = None
+    usd_per_gpu_hour: float | None = None  # USD per GPU-hour; None: the catalog's price
+    inference_tokens: float | None = None  # lifetime inference tokens
+    inference_mfu: float | None = None  # None: mfu
+    unique_tokens: float | None = None
+
+
+@dataclass(frozen=True)
 class Query:
     """What to plan: ``kind`` in QUERY_KINDS and its values (FLOPs, params, tokens or nats).
 
     ``compute`` holds the budgets for a ``ratio`` query; ``unique_tokens`` is U for
-    data-constrained laws; ``flops`` overrides the law's own FLOP convention.
+    data-constrained laws; ``flops`` overrides the law's own FLOP convention; ``blocks`` says
+    which blocks complete each row (None: the allocation only, like ``plan --brief``).
     """
 
     kind: str
@@ -49,6 +72,7 @@ class Query:
     flops: str | None = None
     shape_rule: Any = None  # flops.ShapeRule; None -> the law's shape defaults
     intervals: bool = True
+    blocks: BlockOptions | None = field(default_factory=BlockOptions)
 
 
 @dataclass(frozen=True)
@@ -63,7 +87,10 @@ class Plan:
     params_ci, tokens_ci, loss_ci : (n, 2) 95% bootstrap intervals, or None;
     loss_optimal, compute_overhead : for ``ratio`` queries, the optimum's loss at the same budget
     and the compute the chosen ratio costs relative to an optimal model of the same loss.
-    warnings : per row, the warnings that apply to it.
+    warnings : per row, the warnings that apply to it (the blocks' included).
+    shape_rule : the continuous shape (vocabulary, context, aspect) behind N's conversions.
+    blocks : per row, the blocks (``shape``, ``hyperparameters``, ...; see ``Query.blocks``).
+    notes : warnings about the whole plan (e.g. blocks skipped for a bulk query).
     """
 
     law: Law
@@ -81,7 +108,9 @@ class Plan:
     loss_ci: np.ndarray | None = None
     loss_optimal: np.ndarray | None = None
     compute_overhead: np.ndarray | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    shape_rule: Any = None
+    blocks: tuple[dict, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def tokens_per_param(self) -> np.ndarray:
@@ -109,7 +138,10 @@ class Plan:
         n = len(self)
         const = [[fixed[k]] * n for k in ("law", "flops_convention", "query")]
         table = zip(*const, *values, [fixed["params_kind"]] * n, (list(w) for w in self.warnings))
-        return [dict(zip(keys, row)) for row in table]
+        rows = [dict(zip(keys, row)) for row in table]
+        for row, blocks in zip(rows, self.blocks):
+            row.update(blocks)
+        return rows
 
 
 def _listed(array: np.ndarray) -> list:
@@ -117,7 +149,7 @@ def _listed(array: np.ndarray) -> list:
     array = np.asarray(array, dtype=float)
     if np.all(np.isfinite(array)):
         return array.tolist()
-    return np.where(np.isfinite(array), array, None).tolist()
+    return np.where(np.isfinite(array), array, None).tolist()  # type: ignore[call-overload]
 
 
 def _reported_kind(law: Law) -> str:
@@ -125,7 +157,14 @@ def _reported_kind(law: Law) -> str:
 
 
 def plan(law: Law, query: Query) -> Plan:
-    """Plan ``query`` under ``law``; see the module docstring for the query kinds."""
+    """Plan ``query`` under ``law``: the allocation and, per ``query.blocks``, the blocks around it.
+
+    >>> from scalecalc.laws import load_law
+    >>> result = plan(load_law("hoffmann2022-a3"), Query("compute", [5.76e23]))
+    >>> row = result.rows()[0]
+    >>> f"{row['params']:.3g} params, {row['tokens']:.3g} tokens, {row['shape']['n_layer']} layers"
+    '4.04e+10 params, 2.38e+12 tokens, 59 layers'
+    """
     if query.kind not in QUERY_KINDS:
         raise UsageError(f"unknown query kind {query.kind!r}")
     values = np.atleast_1d(np.asarray(query.values, dtype=float))
@@ -137,8 +176,13 @@ def plan(law: Law, query: Query) -> Plan:
         # DeepSeek's law is on M = FLOPs/token; report the non-embedding N of the shape with that M.
         result["params"] = model.counts(result["flops_per_token"])["non_embedding"]
         ci.pop("params_ci", None)
-    return Plan(law=law, query=query, convention=model.convention, method=model.method,
-                warnings=warnings, extra={"shape_rule": model.rule}, **result, **ci)
+    allocation = Plan(law=law, query=query, convention=model.convention, method=model.method,
+                      warnings=warnings, shape_rule=model.rule, **result, **ci)
+    if query.blocks is None:
+        return allocation
+    from scalecalc import blocks  # lazily: `plan --brief` never imports the block modules
+
+    return blocks.attach(allocation, query.blocks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,10 +225,6 @@ class _Model:
 
     def _kind(self) -> str:
         return "non_embedding" if self.law.params_kind == "flops_per_token" else self.law.params_kind
-
-    def params_for(self, n: np.ndarray) -> dict:
-        """Parameter counts of the continuous shape behind n (for reporting)."""
-        return self.counts(n)
 
     # -- the law's formulas ------------------------------------------------------------------
     def loss(self, n, d, constants) -> np.ndarray:
@@ -329,7 +369,7 @@ def _ratio(model, constants, c, ratio) -> dict:
 def _intervals(model, query, values, limit: int = 400) -> dict:
     """95% percentile intervals from the law's bootstrap replicates of its constants."""
     reps = model.law.replicates(limit=max(20, min(limit, 200_000 // max(len(values), 1))))
-    samples = {"params": [], "tokens": [], "loss": []}
+    samples: dict[str, list] = {"params": [], "tokens": [], "loss": []}
     for constants in reps:
         try:
             r = _solve(model, query.kind, values, constants, query)

@@ -39,7 +39,7 @@ def _save(fig, path: str | Path, option: str) -> None:
             os.unlink(tmp)
 
 
-def plot_plan(plan, recipe, path: str | Path) -> None:
+def plot_plan(plan, path: str | Path) -> None:
     """The IsoFLOP curve L(N, C/FLOPs_per_token(N)) at the first budget, its optimum and the shape."""
     from scalecalc.planner import _Model  # the same law-under-convention the plan used
 
@@ -54,8 +54,8 @@ def plot_plan(plan, recipe, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.semilogx(n, loss, label=f"{law.name}, C = {c:.3g} FLOPs ({plan.convention})")
     ax.plot([n_opt], [plan.loss[0]], "o", color="C3", label=f"optimum N* = {n_opt:.3g}")
-    if recipe is not None and recipe.blocks and "shape" in recipe.blocks[0]:
-        shape = recipe.blocks[0]["shape"]
+    if plan.blocks and "shape" in plan.blocks[0]:
+        shape = plan.blocks[0]["shape"]
         n_shape = float(shape["params"])
         y = model.loss(np.array([n_shape]), c / model.flops_per_token(np.array([n_shape])), law.constants)
         ax.plot([n_shape], y, "s", color="C2",

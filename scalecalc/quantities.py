@@ -15,8 +15,6 @@ import numpy as np
 
 from scalecalc.errors import UsageError
 
-PF_DAY = 8.64e19  # FLOPs in one petaflop/s-day
-
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15, "e": 1e18}
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([kmbgtpe]?)\s*$", re.I)
 

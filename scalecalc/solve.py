@@ -17,7 +17,7 @@ Array = np.ndarray
 _INVPHI = (math.sqrt(5.0) - 1.0) / 2.0  # 1/golden ratio
 
 
-def bisect_increasing(f: Callable[[Array], Array], target: Array, lo: Array, hi: Array,
+def bisect_increasing(f: Callable[[Array], Array], target: Array, lo: Array | float, hi: Array | float,
                       iterations: int = 100) -> Array:
     """Solve f(x) = target element-wise for increasing f on [lo, hi] by bisection.
 

@@ -172,7 +172,8 @@ def _bad(tmp_path, name, text):
      "Error: {f}: --form envelope needs learning curves: a run column (run, run_id, model) and "
      "one row per logged step"),
     (lambda t: _bad(t, "ok.csv", "N,D,loss\n1e8,2e9,3\n"), ["-o", "x.yaml", "--name", "My Law"], 2,
-     "Error: --name: 'My Law' must use only a-z, 0-9, '.', '_' and '-'"),
+     "Error: --name: 'My Law' must use only lower-case letters, digits, '.', '_' and '-', starting "
+     "with a letter or digit (e.g. 'my-law')"),
     (lambda t: _bad(t, "ok.csv", "N,D,loss\n1e8,2e9,3\n"), ["--form", "quadratic"], 2,
      "Error: Invalid value for '--form': 'quadratic' is not one of 'chinchilla', 'isoflop', "
      "'envelope', 'kaplan'."),

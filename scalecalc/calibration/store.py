@@ -302,10 +302,6 @@ class Store:
                 f"WHERE status IN ({','.join('?' * len(statuses))})", statuses)
             return cur.rowcount
 
-    def heartbeat(self, run_id: str) -> None:
-        with self._tx():
-            self._db.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
-
     # -- points -------------------------------------------------------------------------------
     def add_points(self, points: Iterable[Point]) -> int:
         """Write points; a (run_id, step) already stored is kept (never duplicated). Returns how

@@ -19,10 +19,9 @@ import typer.core
 
 from scalecalc.errors import ExitCode, ScalecalcError
 
-try:  # typer >= 0.29 vendors click
-    from typer._click.exceptions import ClickException
-except ImportError:  # pragma: no cover - older typer on top of click
-    from click.exceptions import ClickException
+# typer vendors its own copy of click (typer._click, in every release pyproject admits), so its
+# exceptions come from there, not from a separately installed click.
+from typer._click.exceptions import ClickException
 
 
 def _error(message: str, code: int) -> None:

@@ -125,42 +125,34 @@ def plan_command(
         scalecalc plan --params 70B --law llama3
     """
     from scalecalc.laws import load_law
-    from scalecalc.planner import Query, plan
+    from scalecalc.planner import BlockOptions, Query, plan
     from scalecalc.planner import shape_rule as continuous_rule  # --shape-rule is a parameter here
     from scalecalc.quantities import parse_number
 
     law_obj = load_law(law)
     hw = {"gpu": gpu, "mfu": mfu, "price": usd_per_gpu_hour, "dtype": dtype}
     kind, values = _budget(compute, params, tokens, loss, gpu_hours, usd, tokens_per_param, hw)
+    unique = parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None
+    blocks = None if brief else BlockOptions(
+        shape_rule=shape_rule, hparams=hparams_rule, gpu=gpu, gpus=gpus, mfu=mfu, dtype=dtype,
+        usd_per_gpu_hour=usd_per_gpu_hour, inference_mfu=inference_mfu,
+        inference_tokens=parse_number(inference_tokens, "--inference-tokens") if inference_tokens else None,
+        unique_tokens=unique)
     query = Query(
-        kind=kind, values=values, tokens_per_param=tokens_per_param, flops=flops,
-        unique_tokens=parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None,
+        kind=kind, values=values, tokens_per_param=tokens_per_param, flops=flops, unique_tokens=unique,
         shape_rule=continuous_rule(law_obj, vocab=vocab, seq_len=seq_len, aspect_ratio=aspect_ratio),
+        blocks=blocks,
     )
     result = plan(law_obj, query)
-    recipe = None
-    if not brief:
-        from scalecalc.training import RecipeOptions
-        from scalecalc.training import recipe as build_recipe
-
-        recipe = build_recipe(result, RecipeOptions(
-            shape_rule=shape_rule, hparams=hparams_rule, gpu=gpu, gpus=gpus, mfu=mfu, dtype=dtype,
-            usd_per_gpu_hour=usd_per_gpu_hour, inference_mfu=inference_mfu,
-            inference_tokens=parse_number(inference_tokens, "--inference-tokens") if inference_tokens else None,
-            unique_tokens=query.unique_tokens))
     if plot:
         from scalecalc.plot import plot_plan
 
-        plot_plan(result, recipe, plot)
-    _render_plan(result, recipe, resolve_format(fmt, as_json))
+        plot_plan(result, plot)
+    _render_plan(result, resolve_format(fmt, as_json))
 
 
-def _render_plan(result, recipe, fmt: OutputFormat) -> None:
+def _render_plan(result, fmt: OutputFormat) -> None:
     rows = result.rows()
-    if recipe is not None:
-        for row, blocks, extra in zip(rows, recipe.blocks, recipe.warnings):
-            row.update(blocks)
-            row["warnings"].extend(w for w in extra if w not in row["warnings"])
     columns = list(PLAN_COLUMNS)
     if result.params_ci is not None:
         columns.insert(2, Column("N* 95% CI", "params_ci", _fmt_ci))
@@ -174,8 +166,7 @@ def _render_plan(result, recipe, fmt: OutputFormat) -> None:
     kind = rows[0]["params_kind"].replace("_", "-") if rows else law.params_kind
     title = f"{law.name}: {law.title}\nFLOP convention: {result.convention}{convention_note}; N counts {kind} parameters"
     warnings = [w for row in rows for w in row["warnings"]]
-    if recipe is not None and recipe.skipped:
-        warnings.append(recipe.skipped + " (pass --brief to silence this)")
+    warnings += [note + " (pass --brief to silence this)" for note in result.notes]
     emit(rows, columns, fmt, title=title, caption=f"Source: {law.source}", warnings=[] if fmt is OutputFormat.table else warnings)
     if fmt is OutputFormat.table:
         from scalecalc.cli.common import print_warnings

@@ -1,4 +1,4 @@
-"""FitResult -> law-file mapping (CONTRACTS.md "Law file format") -> atomic YAML write.
+"""FitResult -> law-file mapping; names, provenance and the atomic write are :mod:`scalecalc.laws.lawfile`'s.
 
 Formulas use only the law formula language (numbers, + - * / **, names): the chinchilla loss
 ``E + A / N**alpha + B / D**beta``, Kaplan's ``(Nc / N)**alpha_N`` and eq. 1.5, and for the
@@ -8,26 +8,16 @@ are stored as columns so that ``scalecalc plan --law`` can propagate them into i
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
-import os
-import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from scalecalc.errors import UsageError
+from scalecalc.laws.lawfile import check_name, provenance, write_law
+
+__all__ = ["law_dict", "check_name", "write_law", "MAX_REPLICATES"]
 
 MAX_REPLICATES = 1000
-_NAME = re.compile(r"^[a-z0-9._-]+$")
-
-
-def check_name(name: str) -> str:
-    """A law name: lower-case letters, digits, '.', '_' and '-' (CONTRACTS.md)."""
-    if not _NAME.match(name or ""):
-        raise UsageError(f"--name: {name!r} must use only a-z, 0-9, '.', '_' and '-'")
-    return name
 
 
 def law_dict(result, name: str = "fitted", source: str | None = None) -> dict:
@@ -74,29 +64,18 @@ def _bootstrap_columns(samples: dict) -> dict:
 
 
 def _provenance(result) -> dict:
-    import scipy
-
-    from scalecalc import __version__
-
-    prov = {
-        "tool": "scalecalc fit",
-        "scalecalc": __version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "data": result.source,
-        "n_points": int(result.n_points),
-        "objective": result.objective_name,
-        "objective_value": _num(result.objective),
-        "residual_rms": _num(result.residual_rms),
-        "method": result.method,
-        "bootstrap_replicates": len(next(iter(result.bootstrap.values()), [])),
-    }
-    if result.delta is not None:
-        prov["delta"] = float(result.delta)
-    digest = _sha256(result.source)
-    if digest:
-        prov["data_sha256"] = digest
+    prov = provenance(
+        "scalecalc fit",
+        data=result.source,
+        data_sha256=_sha256(result.source),
+        n_points=int(result.n_points),
+        objective=result.objective_name,
+        objective_value=_num(result.objective),
+        residual_rms=_num(result.residual_rms),
+        method=result.method,
+        bootstrap_replicates=len(next(iter(result.bootstrap.values()), [])),
+        delta=None if result.delta is None else float(result.delta),
+    )
     prov.update({k: v for k, v in result.details.items() if k in ("seed", "interp", "seed_noise")})
     return prov
 
@@ -106,28 +85,3 @@ def _sha256(path: str) -> str | None:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except (OSError, ValueError):
         return None
-
-
-def write_law(path, law: dict) -> Path:
-    """Write the law as YAML atomically: temp file in the same directory, fsync, os.replace."""
-    import yaml
-
-    path = Path(path)
-    text = yaml.safe_dump(law, sort_keys=False, default_flow_style=None, width=100)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"--output: directory {str(directory)!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a law file is an ordinary file
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -26,9 +26,6 @@ import numpy as np
 
 from scalecalc.fit.objectives import penalty
 
-LAM0, DOWN, UP = 1e-3, 3.0, 4.0
-
-
 @dataclass(frozen=True)
 class BatchResult:
     theta: np.ndarray       # (S, P) end points
@@ -36,13 +33,6 @@ class BatchResult:
     converged: np.ndarray   # (S,) bool
     nfev: int               # objective evaluations summed over rows
     lam: np.ndarray | None = None  # (S,) final damping, to resume
-
-
-def objective_sum(model, theta, X, y, cnt, objective, delta):
-    """Sum over points of cnt * rho(log L_pred - log L_obs) for each row of theta (S, P)."""
-    rho, _, _ = penalty(objective)
-    m, _ = model.predict(theta, X, jac=False)
-    return (cnt * rho(m - y, delta)).sum(axis=-1)
 
 
 def _evaluate(model, theta, X):

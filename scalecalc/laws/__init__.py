@@ -8,7 +8,6 @@ Errors name the file, the line and the reason.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,12 +16,12 @@ import numpy as np
 
 from scalecalc.errors import LawFileError, UnknownName
 from scalecalc.expr import Expr, parse
+from scalecalc.laws.lawfile import name_problem
 
 __all__ = ["Law", "load_law", "builtin_names", "DEFAULT_LAW"]
 
 DEFAULT_LAW = "besiroglu2024"
 _DIR = Path(__file__).parent
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FORMULA_KEYS = ("loss", "params", "tokens", "critical_batch")
 _PARAMS_KINDS = ("total", "non_embedding", "head", "flops_per_token")
 _KNOWN = {
@@ -209,8 +208,9 @@ def _build(data: dict, src: _Source) -> Law:
     for key in ("name", "source"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise LawFileError(f"{src.where(key)}: missing or empty {key!r}; every law needs a name and a source")
-    if not _NAME.match(data["name"]):
-        raise LawFileError(f"{src.where('name')}: name {data['name']!r} may use only letters, digits, '.', '_' and '-'")
+    problem = name_problem(data["name"])
+    if problem:
+        raise LawFileError(f"{src.where('name')}: name {problem}")
     constants = _numbers(data.get("constants") or {}, "constants", src)
     formulas = {k: _formula(data[k], src, k) for k in _FORMULA_KEYS if data.get(k) is not None}
     if not any(k in formulas for k in ("loss", "params", "tokens")):

@@ -137,7 +137,7 @@ def curves_from_store(store) -> list[Curve]:
 
     N comes from ``RunRecord.params`` ("non_embedding", "total"); the batch in tokens is
     ``config["batch_size"] * config["seq_len"]``; FLOPs are the store's own per-point values;
-    the IsoFLOP budget is ``budget_amount`` of runs with ``budget_kind == "flops"``.
+    the IsoFLOP budget is ``budget_amount`` of runs with ``budget_kind == "flops"`` (RunConfig).
     Points without a validation loss are skipped; a run with none is skipped too.
     """
     curves = []
@@ -153,9 +153,7 @@ def curves_from_store(store) -> list[Curve]:
         except (KeyError, TypeError) as exc:
             raise DataError(f"store run {run.id}: missing {exc} in its config or params; "
                             "re-run it with this scalecalc version") from None
-        budget = _config_value(cfg, "flops_budget", "compute_budget", "budget")
-        if budget is None and cfg.get("budget_kind") == "flops":  # recipes.RunConfig layout
-            budget = cfg.get("budget_amount")
+        budget = cfg.get("budget_amount") if cfg.get("budget_kind") == "flops" else None
         curves.append(Curve(
             run_id=run.id, N_non_embedding=N_ne, N_total=N_tot, batch_tokens=B,
             warmup_steps=_warmup_steps(cfg, N_tot, B),

@@ -12,7 +12,6 @@ Pipeline (REFERENCE §6, reconstructed from Kaplan et al. 2020 §5 and App. D.3)
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -211,8 +210,6 @@ def _fitted_range(curves: Sequence[Curve]) -> dict[str, tuple[float, float]]:
 
 
 def _provenance(source, curves: Sequence[Curve]) -> dict[str, Any]:
-    import scipy
-
     prov: dict[str, Any] = {}
     if hasattr(source, "meta"):
         meta = dict(source.meta() or {})
@@ -223,13 +220,10 @@ def _provenance(source, curves: Sequence[Curve]) -> dict[str, Any]:
         hashes = sorted({r.corpus_hash for r in runs if r.corpus_hash})
         prov.update(devices=devices, corpus_hash=hashes[0] if len(hashes) == 1 else hashes)
         prov["shape"] = _shape(runs)
-    from scalecalc import __version__
+    from scalecalc.laws.lawfile import provenance
 
-    versions = dict(prov.get("versions") or {})
-    versions.update(scalecalc=__version__, numpy=np.__version__, scipy=scipy.__version__)
-    prov.update(versions=versions, n_runs=len(curves),
-                date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return {k: v for k, v in prov.items() if v is not None}
+    versions = dict(prov.pop("versions", None) or {})
+    return provenance("scalecalc calibrate fit", versions, **prov, n_runs=len(curves))
 
 
 def _shape(runs) -> dict[str, float] | None:

@@ -206,10 +206,8 @@ class Estimate:
 
 
 def write_yaml(law: dict, path) -> Path:
-    """Write a law mapping atomically with the fit engine's writer (temp file, fsync, os.replace;
-    keys in reading order), creating the folder first."""
-    from scalecalc.fit.lawfile import write_law
+    """Write a law mapping with the one law-file writer (:mod:`scalecalc.laws.lawfile`), creating
+    the folder first."""
+    from scalecalc.laws.lawfile import write_law
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_law(path, law)
+    return write_law(path, law, make_parents=True)

@@ -38,7 +38,9 @@ def fit(
     """
     from scalecalc.calibration.estimate import estimate
     from scalecalc.calibration.store import Store
+    from scalecalc.laws.lawfile import check_name
 
+    check_name(name)  # before the estimate: a name `plan --law` would refuse is a usage error
     fmt = resolve_format(fmt, as_json)
     with Store(out) as store:
         est = estimate(store, bootstrap=bootstrap, seed=seed)

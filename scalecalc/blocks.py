@@ -1,6 +1,6 @@
-"""The training recipe around an allocation: shape, hyperparameters, hardware, inference, data.
+"""The blocks around an allocation: shape, hyperparameters, hardware, inference, data.
 
-:func:`recipe` turns a :class:`~scalecalc.planner.Plan` into per-budget blocks (plain dicts with
+:func:`attach` completes a :class:`~scalecalc.planner.Plan` with per-budget blocks (plain dicts with
 stable keys, README "JSON keys"): ``shape`` (an architecture with N* parameters and its exact
 FLOPs), ``hyperparameters`` (batch size, learning rate, warmup, beta2, steps, critical batch),
 ``hardware`` (GPU-hours, wall clock and dollars, with ``--gpu``), ``inference`` (the Sardana et al.
@@ -10,48 +10,30 @@ et al. 2023, with ``--unique-tokens``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
 
 import numpy as np
 
 from scalecalc import flops as flopslib
 from scalecalc import hardware, hparams
-from scalecalc.planner import Plan
+from scalecalc.planner import BlockOptions, Plan
 
 MAX_ROWS = 1000  # designing a discrete shape per budget costs ~1-7 ms; bulk queries skip the blocks
 
 
-@dataclass(frozen=True)
-class RecipeOptions:
-    """What the recipe blocks need beyond the plan (CLI options; None = default)."""
-
-    shape_rule: str = "aspect"
-    hparams: str | None = None  # None: the law's own rules when it has them, else porian2024
-    gpu: str | None = None
-    gpus: int = 1
-    mfu: float = 0.4
-    dtype: str | None = None
-    usd_per_gpu_hour: float | None = None
-    inference_tokens: float | None = None
-    inference_mfu: float | None = None
-    unique_tokens: float | None = None
+def attach(plan: Plan, options: BlockOptions) -> Plan:
+    """``plan`` with its blocks and their warnings, or with a note when it has over MAX_ROWS rows."""
+    if len(plan) > MAX_ROWS:
+        note = f"shape, hyperparameter and hardware blocks are omitted for more than {MAX_ROWS} budgets"
+        return dataclasses.replace(plan, notes=(*plan.notes, note))
+    blocks, added = build(plan, options)
+    warnings = tuple((*row, *(w for w in extra if w not in row)) for row, extra in zip(plan.warnings, added))
+    return dataclasses.replace(plan, blocks=tuple(blocks), warnings=warnings)
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Per-budget blocks (one dict per plan row) and the warnings they add (per row)."""
-
-    blocks: list[dict]
-    warnings: list[list[str]]
-    skipped: str | None = None
-
-
-def recipe(plan: Plan, options: RecipeOptions) -> Recipe:
-    """The blocks for every row of ``plan`` (none beyond MAX_ROWS budgets, with a note)."""
+def build(plan: Plan, options: BlockOptions) -> tuple[list[dict], list[list[str]]]:
+    """The blocks for every row of ``plan`` (one dict per row) and the warnings they add."""
     n = len(plan)
-    if n > MAX_ROWS:
-        return Recipe([{} for _ in range(n)], [[] for _ in range(n)],
-                      skipped=f"shape, hyperparameter and hardware blocks are omitted for more than {MAX_ROWS} budgets")
     blocks: list[dict] = [{} for _ in range(n)]
     warnings: list[list[str]] = [[] for _ in range(n)]
     shapes = _shapes(plan, options)
@@ -76,7 +58,7 @@ def recipe(plan: Plan, options: RecipeOptions) -> Recipe:
         _put(blocks, "data_constrained", block)
         for row, extra in zip(warnings, per_row):
             row.extend(extra)
-    return Recipe(blocks, warnings)
+    return blocks, warnings
 
 
 def _put(blocks: list[dict], key: str, values: list[dict] | None) -> None:
@@ -96,8 +78,8 @@ def _rows(columns: dict) -> list[dict]:
 # -- shape --------------------------------------------------------------------------------------
 
 
-def _shapes(plan: Plan, options: RecipeOptions) -> list[dict]:
-    rule = plan.extra["shape_rule"]
+def _shapes(plan: Plan, options: BlockOptions) -> list[dict]:
+    rule = plan.shape_rule
     kind = "non_embedding" if plan.law.params_kind == "flops_per_token" else plan.law.params_kind
     out = []
     for n, fpt in zip(plan.params.tolist(), plan.flops_per_token.tolist()):
@@ -120,8 +102,8 @@ def _shapes(plan: Plan, options: RecipeOptions) -> list[dict]:
 # -- hyperparameters ----------------------------------------------------------------------------
 
 
-def _hyperparameters(plan: Plan, options: RecipeOptions) -> tuple[list[dict], list[str]]:
-    law, rule = plan.law, plan.extra["shape_rule"]
+def _hyperparameters(plan: Plan, options: BlockOptions) -> tuple[list[dict], list[str]]:
+    law, rule = plan.law, plan.shape_rule
     loss = np.where(np.isfinite(plan.loss), plan.loss, np.nan)
     name = options.hparams or ("law" if _law_has_rules(law) else "porian2024")
     if name == "law":
@@ -130,7 +112,7 @@ def _hyperparameters(plan: Plan, options: RecipeOptions) -> tuple[list[dict], li
         hp = hparams.recommend(hparams.get_rule(name), N=plan.params, C=plan.compute,
                                L=loss if np.all(np.isfinite(loss)) else None,
                                seq_len=rule.seq_len, tokens=plan.tokens)
-    columns = {f.name: getattr(hp, f.name) for f in fields(hp)
+    columns = {f.name: getattr(hp, f.name) for f in dataclasses.fields(hp)
                if f.name not in ("rule", "source", "notes", "seq_len")}
     rows = _rows(columns)
     for row in rows:
@@ -168,7 +150,8 @@ def _law_rules(plan: Plan, seq_len: int, loss):
 # -- hardware, inference, data ------------------------------------------------------------------
 
 
-def _hardware(plan: Plan, options: RecipeOptions) -> list[dict]:
+def _hardware(plan: Plan, options: BlockOptions) -> list[dict]:
+    assert options.gpu is not None  # build() adds this block only with a GPU
     gpu = hardware.get_gpu(options.gpu)
     train = hardware.training_time(plan.compute, gpu, gpus=options.gpus, mfu=options.mfu,
                                    dtype=options.dtype, usd_per_gpu_hour=options.usd_per_gpu_hour)
@@ -188,7 +171,7 @@ def _hardware(plan: Plan, options: RecipeOptions) -> list[dict]:
     return rows
 
 
-def _inference(plan: Plan, options: RecipeOptions) -> tuple[list[dict] | None, list[str]]:
+def _inference(plan: Plan, options: BlockOptions) -> tuple[list[dict] | None, list[str]]:
     from scalecalc import inference
 
     law = plan.law
@@ -207,7 +190,7 @@ def _inference(plan: Plan, options: RecipeOptions) -> tuple[list[dict] | None, l
     return rows, list(result.warnings)
 
 
-def _data(plan: Plan, options: RecipeOptions) -> tuple[list[dict], list[list[str]]]:
+def _data(plan: Plan, options: BlockOptions) -> tuple[list[dict], list[list[str]]]:
     from scalecalc import datalimit
 
     u = options.unique_tokens
