@@ -112,10 +112,16 @@ def _one_error_line(r, *words):
     (("--executor", "slurm", "--time", "soon"), ("--time", "HH:MM:SS")),
     (("--executor", "slurm", "--sbatch-flag", "qos"), ("--sbatch-flag",)),
 ])
-def test_bad_options_fail_before_any_cluster(recipe, tmp_path, args, words):
+def test_bad_options_fail_before_any_cluster(recipe, tmp_path, monkeypatch, args, words):
+    from typer.testing import CliRunner
+
+    from scalecalc.cli import app
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # no sbatch: option errors come first anyway
     out = tmp_path / "runs"
-    r = _cli(recipe, "--out", out, *args, env={**ENV, "PATH": "/nonexistent"})
-    assert r.returncode == 2
+    r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(out), *args])
+    assert r.exit_code == 2, r.output
+    assert r.stdout == ""
     _one_error_line(r, *words)
     assert not out.exists()
 
