@@ -417,3 +417,18 @@ def test_slurm_ctrl_c_cancels_its_jobs_then_resumes(slurm, recipe, reference, tm
     r = _cli(*args)
     assert r.returncode == 0, r.stderr
     assert_same_store(out, reference)
+
+
+def test_points_file_keeps_the_first_row_of_a_step_like_the_store(tmp_path):
+    """A run resumed at an eval step evaluates it again with no train loss to report; the store
+    keeps the first point (INSERT OR IGNORE), and so must the file a remote task writes."""
+    from scalecalc.calibration.executors.task import PointsFile
+    from scalecalc.calibration.store import Point
+
+    f = PointsFile(tmp_path, "r")
+    f.add_points([Point("r", 0, 0, 0, None, 5.0, 1e-3, 0.0), Point("r", 50, 1, 1, 3.0, 2.5, 1e-3, 1.0),
+                  Point("r", 60, 2, 2, 2.9, None, 1e-3, 1.2)])
+    f.truncate_points_after("r", 50)  # resumed from the checkpoint at step 50
+    f.add_points([Point("r", 50, 1, 1, None, 2.5, 1e-3, 1.0), Point("r", 60, 2, 2, 2.8, None, 1e-3, 1.3)])
+    assert [r[0] for r in f.rows()] == [0, 50, 60]
+    assert f.rows()[1][3] == 3.0 and f.rows()[2][3] == 2.8

@@ -51,7 +51,9 @@ class PointsFile:
         for line in self.path.read_text().splitlines():
             with contextlib.suppress(ValueError):  # a line torn by a kill mid-write
                 row = json.loads(line)
-                rows[int(row[0])] = row
+                # the first row of a step wins, as the store's INSERT OR IGNORE: a run resumed
+                # at an eval step evaluates it again, without the train loss already averaged
+                rows.setdefault(int(row[0]), row)
         return [rows[k] for k in sorted(rows)]
 
     def remove(self) -> None:
