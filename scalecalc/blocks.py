@@ -53,7 +53,7 @@ def build(plan: Plan, options: BlockOptions) -> tuple[list[dict], list[list[str]
         _put(blocks, "inference", block)
         for row in warnings:
             row.extend(notes)
-    if options.unique_tokens and "U" not in plan.law.requires:
+    if options.unique_tokens:  # also under muennighoff2023, whose plan is this optimum (README)
         block, per_row = _data(plan, options)
         _put(blocks, "data_constrained", block)
         for row, extra in zip(warnings, per_row):
@@ -182,11 +182,15 @@ def _inference(plan: Plan, options: BlockOptions) -> tuple[list[dict] | None, li
     if options.inference_mfu:
         mfu = {"mfu_train": options.mfu, "mfu_inference": options.inference_mfu}
     result = inference.inference_optimal(law.constants, plan.loss, options.inference_tokens, k=k, **mfu)
-    keys = ("params", "train_tokens", "tokens_per_param", "train_flops", "inference_flops", "total_flops",
-            "params_0", "train_tokens_0", "total_flops_0", "params_ratio", "tokens_ratio", "cost_saving")
-    rows = _rows({key: getattr(result, key) for key in keys})
-    for row in rows:
-        row.update({"objective": result.objective, "inference_tokens": options.inference_tokens})
+    # one meaning per key: the same keys for both models, each model in its own block
+    keys = ("params", "train_tokens", "train_flops", "inference_flops", "total_flops")
+    aware = _rows({**{key: getattr(result, key) for key in keys}, "tokens_per_param": result.tokens_per_param})
+    optimal = _rows({**{key: getattr(result, f"{key}_0") for key in keys},
+                     "tokens_per_param": result.train_tokens_0 / result.params_0})
+    rows = _rows({key: getattr(result, key) for key in ("params_ratio", "tokens_ratio", "cost_saving")})
+    for row, a, o in zip(rows, aware, optimal):
+        row.update({"objective": result.objective, "inference_tokens": float(options.inference_tokens or 0.0),
+                    "inference_aware": a, "compute_optimal": o})
     return rows, list(result.warnings)
 
 
@@ -194,11 +198,12 @@ def _data(plan: Plan, options: BlockOptions) -> tuple[list[dict], list[list[str]
     from scalecalc import datalimit
 
     u = options.unique_tokens
+    assert u is not None  # build() adds this block only with unique tokens
     result = datalimit.optimal(plan.compute, u)
     rows = _rows({"epochs": plan.tokens / u, "effective_tokens": datalimit.effective_data(plan.tokens, u),
                   "optimal_params": result.params, "optimal_tokens": result.tokens,
-                  "optimal_epochs": result.epochs, "loss": result.loss, "loss_limit": result.loss_limit})
+                  "optimal_epochs": result.epochs, "optimal_loss": result.loss, "loss_limit": result.loss_limit})
     for row in rows:
-        row.update({"unique_tokens": u, "law": "muennighoff2023"})
+        row.update({"unique_tokens": float(u), "law": "muennighoff2023"})
     per_row = [list(w) for w in result.warnings] if result.warnings else [[] for _ in rows]
     return rows, per_row

@@ -28,7 +28,8 @@ class Comparison:
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "spread": self.spreads, "skipped": self.skipped}
+        """The JSON document (README "Output formats"): rows, notes (laws skipped), spreads."""
+        return {"rows": self.rows, "notes": list(self.skipped), "spreads": self.spreads}
 
 
 def compare(budgets: np.ndarray, laws: list[str] | None = None, *, unique_tokens: float | None = None) -> Comparison:
@@ -80,6 +81,17 @@ def correction_path(name: str, budgets: np.ndarray) -> dict:
 def law_summaries() -> list[dict]:
     """One row per built-in law for `scalecalc laws`."""
     return [_summary(load_law(name)) for name in builtin_names()]
+
+
+def law_details(name: str) -> dict:
+    """One law in full for `scalecalc laws NAME`: the summary plus title, constants, warnings."""
+    law = load_law(name, "NAME")
+    out = _summary(law)
+    out.update({"title": law.title, "params_kind": law.params_kind,
+                "constants": {k: float(v) for k, v in law.constants.items()},
+                "bootstrap_replicates": int(max((len(v) for v in law.bootstrap.values()), default=0)),
+                "warnings": list(law.warnings)})
+    return out
 
 
 def _summary(law) -> dict:

@@ -12,7 +12,8 @@ from typing import Iterable
 
 
 class ExitCode(IntEnum):
-    """Process exit codes (documented in the README and the man page)."""
+    """Process exit codes (documented in the README and the man page); :func:`exit_status` is
+    the one rule that maps a failure to them."""
 
     OK = 0
     FAILURE = 1  # a valid request that could not be carried out (bad data, infeasible target)
@@ -41,6 +42,11 @@ class UnknownName(UsageError):
         hint = f"did you mean {', '.join(close)}?" if close else f"choose from {', '.join(valid)}"
         super().__init__(f"{option}: unknown {kind} {name!r}; {hint}")
         self.name, self.valid, self.close = name, valid, close
+
+
+class MissingInput(UsageError):
+    """A file or folder named on the command line does not exist (a usage error, exit 2, like a
+    bad option value: the command line names something that is not there)."""
 
 
 class LawFileError(UsageError):
@@ -83,3 +89,15 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError:
         raise MissingDependency.for_extra(module, extra) from None
+
+
+def exit_status(exc: BaseException) -> int:
+    """The one exit rule (README "Exit codes"): 2 when the command line is wrong (unknown or
+    malformed option, missing file named on it, bad input file syntax), 130 on Ctrl-C, 1 for every
+    other failure (bad data, infeasible target, missing extra)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return int(ExitCode.INTERRUPTED)
+    if isinstance(exc, ScalecalcError):
+        return int(exc.exit_code)
+    code = getattr(exc, "exit_code", None)  # click's exceptions: UsageError and BadParameter say 2
+    return int(ExitCode.USAGE) if code == 2 else int(ExitCode.FAILURE)

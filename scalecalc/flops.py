@@ -791,6 +791,34 @@ _HF_KEYS = {
 }
 
 
+# Keys that change the parameter count in ways an Arch cannot express (DeepSeek V2/V3's shared
+# and routed experts, dense first layers and compressed (MLA) attention): refused by name rather
+# than read into a silently wrong number (issue 8).
+_HF_UNSUPPORTED = ("n_routed_experts", "n_shared_experts", "first_k_dense_replace",
+                   "kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+                   "v_head_dim", "moe_layer_freq", "decoder_sparse_step", "shared_expert_intermediate_size")
+# Families whose MLP is gated (3 matrices) even though hidden_act names plain GELU.
+_HF_GATED_GELU = ("gemma", "gemma2", "gemma3_text")
+# Families that tie the unembedding when the config leaves tie_word_embeddings out.
+_HF_TIED_BY_DEFAULT = ("gemma", "gemma2", "gemma3_text", "gpt2")
+# Small terms the Arch leaves out, said as a note (each well under 1e-4 of the total).
+_HF_SMALL_TERMS = {
+    "qwen2": "Qwen2 adds q/k/v biases (d + 2·kv_heads·head_dim per layer), not counted (< 1e-4 of N)",
+    "olmo2": "OLMo 2 adds q/k RMSNorm weights (d + kv_heads·head_dim per layer), not counted (< 1e-4 of N)",
+}
+
+
+def hf_config_notes(path: str | Path) -> list[str]:
+    """What :func:`from_hf_config` reads approximately for this config (its family's small
+    terms), for the CLI to print as warnings."""
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    note = _HF_SMALL_TERMS.get(str(cfg.get("model_type", "")).lower()) if isinstance(cfg, dict) else None
+    return [f"--hf-config {path}: {note}"] if note else []
+
+
 def from_hf_config(path: str | Path) -> Arch:
     """Read an :class:`Arch` from a local Hugging Face ``config.json``.
 
@@ -811,10 +839,18 @@ def from_hf_config(path: str | Path) -> Arch:
     if not isinstance(cfg, dict):
         raise UsageError(f"{where}: expected a JSON object, got {type(cfg).__name__}")
     cfg = {**cfg.get("text_config", {}), **cfg} if isinstance(cfg.get("text_config"), dict) else cfg
+    unsupported = [k for k in _HF_UNSUPPORTED if cfg.get(k) not in (None, 0)]
+    if unsupported:
+        raise UsageError(
+            f"{where}: keys {', '.join(unsupported)} change the parameter count in ways scalecalc "
+            "does not model (shared/routed experts, dense first layers, compressed attention); "
+            "give the shape with --n-layer, --d-model, ... for an approximation")
     got = {field: _hf_get(cfg, keys, where) for field, keys in _HF_KEYS.items()}
     gpt2_style = "n_embd" in cfg and "hidden_size" not in cfg
-    act = str(cfg.get("hidden_act", cfg.get("activation_function", "gelu"))).lower()
-    mlp = "swiglu" if act in ("silu", "swish", "swiglu") else "gelu"
+    model_type = str(cfg.get("model_type", "")).lower()
+    act = str(cfg.get("hidden_act", cfg.get("hidden_activation", cfg.get("activation_function", "gelu")))).lower()
+    # gated MLPs (gate, up, down) count as swiglu: three d x d_ff matrices whatever the activation
+    mlp = "swiglu" if act in ("silu", "swish", "swiglu") or model_type in _HF_GATED_GELU else "gelu"
     experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
     moe = isinstance(experts, (int, float)) and experts > 1
     top_k = (cfg.get("num_experts_per_tok") or 1) if moe else 1
@@ -824,7 +860,7 @@ def from_hf_config(path: str | Path) -> Arch:
         return Arch(
             **got, kv_heads=cfg.get("num_key_value_heads"), head_dim=cfg.get("head_dim"),
             d_ff=d_ff, mlp=mlp, experts=experts, top_k=top_k,
-            tied=bool(cfg.get("tie_word_embeddings", gpt2_style)),
+            tied=bool(cfg.get("tie_word_embeddings", gpt2_style or model_type in _HF_TIED_BY_DEFAULT)),
             pos="learned" if gpt2_style else "rope",
             norm="rmsnorm" if "rms_norm_eps" in cfg else "layernorm",
             bias=bool(cfg.get("attention_bias", gpt2_style)),

@@ -160,8 +160,8 @@ def budget_flops(
     gpu_hours : float or array, optional
         Total GPU-hours (GPUs x hours). Give exactly one of ``gpu_hours`` and ``usd``.
     usd : float or array, optional
-        Budget in US dollars; needs ``usd_per_gpu_hour`` (an explicit price, never the catalog's
-        indicative one, because the whole budget would hinge on it).
+        Budget in US dollars, converted at ``usd_per_gpu_hour`` or, without one, at the catalog's
+        indicative price (an assumption the CLI marks as such); an error when there is neither.
     usd_per_gpu_hour : float, optional
         Price in USD per GPU-hour.
     mfu : float
@@ -178,9 +178,12 @@ def budget_flops(
     if (gpu_hours is None) == (usd is None):
         raise UsageError("give exactly one of --gpu-hours and --usd")
     if usd is not None:
+        if usd_per_gpu_hour is None:  # the catalog's indicative price (marked assumed by callers)
+            usd_per_gpu_hour = gpu.usd_per_gpu_hour
         if usd_per_gpu_hour is None:
             raise UsageError(
-                "--usd needs a price: add --usd-per-gpu-hour (USD per GPU-hour, e.g. 2.5)"
+                f"--usd: the catalog has no price for {gpu.name}; "
+                "add --usd-per-gpu-hour (USD per GPU-hour, e.g. 2.5)"
             )
         gpu_hours = _check_positive(usd, "--usd") / _check_positive(
             usd_per_gpu_hour, "--usd-per-gpu-hour"

@@ -366,9 +366,11 @@ def _ratio(model, constants, c, ratio) -> dict:
     return out
 
 
-def _intervals(model, query, values, limit: int = 400) -> dict:
-    """95% percentile intervals from the law's bootstrap replicates of its constants."""
-    reps = model.law.replicates(limit=max(20, min(limit, 200_000 // max(len(values), 1))))
+def _intervals(model, query, values, limit: int = 200_000) -> dict:
+    """95% percentile intervals from the law's bootstrap replicates of its constants: every
+    replicate (so ``plan --law fitted.yaml`` gives the interval ``fit --budget`` printed), thinned
+    evenly only for bulk queries, to at most ``limit`` solves in all."""
+    reps = model.law.replicates(limit=max(20, limit // max(len(values), 1)))
     samples: dict[str, list] = {"params": [], "tokens": [], "loss": []}
     for constants in reps:
         try:
@@ -425,7 +427,10 @@ def _range_warnings(rows, values, bounds, key, unit) -> None:
     """Flag rows outside the fitted range by how many decades (0.1-decade resolution)."""
     lo, hi = bounds
     with np.errstate(all="ignore"):
-        decades = np.round(np.where(values > hi, np.log10(values / hi), -np.log10(lo / values)), 1)
+        # signed distance to the nearest bound: + above hi, - below lo, 0 inside [lo, hi]
+        values = np.asarray(values, dtype=float)
+        decades = np.round(np.where(values > hi, np.log10(values / hi),
+                                    np.where(values < lo, -np.log10(lo / values), 0.0)), 1)
     flagged = np.nonzero(np.abs(decades) >= 0.1)[0]
     text = {}  # one string per distinct distance: formatting 100,000 f-strings dominates otherwise
     for d in set(decades[flagged].tolist()):  # not np.unique: it imports numpy.ma (~17 ms)

@@ -33,14 +33,30 @@ def _save(fig, path: str | Path, option: str) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a figure is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    announce_written(path)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def announce_written(path) -> None:
+    """Every file the tool writes is reported as one ``wrote PATH`` line on stderr."""
+    import sys
+
+    sys.stderr.write(f"wrote {path}\n")
 
 
 def plot_plan(plan, path: str | Path) -> None:
-    """The IsoFLOP curve L(N, C/FLOPs_per_token(N)) at the first budget, its optimum and the shape."""
+    """The IsoFLOP curve L(N, C/FLOPs_per_token(N)) at every budget, its optimum and the shape."""
     from scalecalc.planner import _Model  # the same law-under-convention the plan used
 
     law = plan.law
@@ -48,22 +64,24 @@ def plot_plan(plan, path: str | Path) -> None:
         raise UsageError(f"--plot: law {law.name} defines no loss, so it has no IsoFLOP curve; plot a law with L(N, D)")
     plt = _pyplot()
     model = _Model(law, plan.query)
-    c, n_opt = float(plan.compute[0]), float(plan.params[0])
-    n = np.geomspace(n_opt / 30, n_opt * 30, 200)
-    loss = model.loss(n, c / model.flops_per_token(n), law.constants)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.semilogx(n, loss, label=f"{law.name}, C = {c:.3g} FLOPs ({plan.convention})")
-    ax.plot([n_opt], [plan.loss[0]], "o", color="C3", label=f"optimum N* = {n_opt:.3g}")
-    if plan.blocks and "shape" in plan.blocks[0]:
-        shape = plan.blocks[0]["shape"]
-        n_shape = float(shape["params"])
-        y = model.loss(np.array([n_shape]), c / model.flops_per_token(np.array([n_shape])), law.constants)
-        ax.plot([n_shape], y, "s", color="C2",
-                label=f"shape {shape['n_layer']}x{shape['d_model']} ({n_shape:.3g} params)")
+    blocks = plan.blocks
+    for i, (c, n_opt, l_opt) in enumerate(zip(plan.compute.tolist(), plan.params.tolist(), plan.loss.tolist())):
+        n = np.geomspace(n_opt / 30, n_opt * 30, 200)
+        loss = model.loss(n, c / model.flops_per_token(n), law.constants)
+        color = f"C{i % 10}"
+        ax.semilogx(n, loss, color=color, label=f"C = {c:.3g} FLOPs ({plan.convention})")
+        ax.plot([n_opt], [l_opt], "o", color=color, label=f"optimum N* = {n_opt:.3g}" if i == 0 else None)
+        if i < len(blocks) and "shape" in blocks[i]:
+            shape = blocks[i]["shape"]
+            n_shape = float(shape["params"])
+            y = model.loss(np.array([n_shape]), c / model.flops_per_token(np.array([n_shape])), law.constants)
+            ax.plot([n_shape], y, "s", color=color,
+                    label=f"shape {shape['n_layer']}x{shape['d_model']} ({n_shape:.3g} params)" if i == 0 else None)
     ax.set_xlabel(f"parameters N ({law.params_kind.replace('_', '-')})")
     ax.set_ylabel("predicted loss (nats/token)")
     ax.set_title(f"IsoFLOP curve: {law.title}")
-    ax.legend()
+    ax.legend(fontsize=7 if len(plan.compute) > 3 else None)
     ax.grid(True, which="both", alpha=0.3)
     _save(fig, path, "--plot")
     plt.close(fig)

@@ -20,3 +20,17 @@ def run_json(*args: str, input: str | None = None):
     result = run(*args, "--format", "json", input=input)
     assert result.exit_code == 0, result.stdout + result.stderr
     return json.loads(result.stdout)
+
+
+def run_rows(*args: str, input: str | None = None) -> list[dict]:
+    """The rows of a row command's JSON document ``{"rows": [...], "notes": [...]}``."""
+    doc = run_json(*args, input=input)
+    assert set(doc) >= {"rows", "notes"}, doc
+    return doc["rows"]
+
+
+def run_row(*args: str, input: str | None = None) -> dict:
+    """The single row of a one-budget query."""
+    rows = run_rows(*args, input=input)
+    assert len(rows) == 1, rows
+    return rows[0]

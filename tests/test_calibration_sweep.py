@@ -222,7 +222,7 @@ def test_dry_run_lists_runs_with_a_measured_time(tmp_path):
     r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "x", "--dry-run", "--device",
                 "cpu", "--json")
     assert r.exit_code == 0, r.output
-    rows = __import__("json").loads(r.stdout)
+    rows = __import__("json").loads(r.stdout)["rows"]
     assert [row["steps"] for row in rows] == [400, 400]
     assert all(row["seconds"] > 0 and row["D"] == 400 * 8 * 32 for row in rows)
     assert not (tmp_path / "x").exists()  # a dry run writes nothing
@@ -242,7 +242,7 @@ def test_missing_or_too_small_data_is_one_line(tmp_path):
     recipe = _recipe(tmp_path, RESUME)
     r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "o", "--device", "cpu",
                 "--data", tmp_path / "missing.txt")
-    assert r.exit_code == 1 and r.output.count("Error: ") == 1
+    assert r.exit_code == 2 and r.output.count("Error: ") == 1  # a missing file: usage (issue 8)
     assert "--data:" in r.output and "does not exist" in r.output
     assert not (tmp_path / "o").exists()
     small = tmp_path / "small.txt"

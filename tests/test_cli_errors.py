@@ -46,6 +46,13 @@ CASES = [
     (["compare", "-c", "1e24", "--path", "kaplan"], 2, "--path: unknown correction path 'kaplan'"),
     (["nosuchcmd"], 2, "No such command 'nosuchcmd'"),
     (["formula", "nope"], 2, "unknown law 'nope'"),
+    # issue 8: one exit rule (a missing file or folder named on the command line is a usage error)
+    (["fit", "/nonexistent/runs.csv"], 2, "/nonexistent/runs.csv: no such file"),
+    (["calibrate", "status", "/nonexistent/out"], 2, "/nonexistent/out: no such folder"),
+    (["flops", "--hf-config", "/nonexistent/config.json"], 2, "'--hf-config'"),
+    (["plan", "--usd", "1e6", "--gpu", "v100-sxm2"], 2, "--usd: the catalog has no price for"),
+    (["formula", "besiroglu2024", "--format", "csv"], 2, "--format csv: formula prints text or JSON"),
+    (["plan", "-c", "1e22", "--plot", "/nonexistent/dir/x.png"], 2, "--plot: directory"),
 ]
 
 

@@ -73,10 +73,11 @@ def test_law_file_has_the_contract_keys_and_plans_with_intervals(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))   # atomic write left no temp file
     plan = runner.invoke(app, ["plan", "--compute", "1e23", "--law", str(law), "--json"])
     assert plan.exit_code == 0, plan.stderr
-    row = json.loads(plan.stdout)
-    row = row[0] if isinstance(row, list) else row
+    (row,) = json.loads(plan.stdout)["rows"]
     assert row["params_ci"][0] < row["params"] < row["params_ci"][1]
     assert row["loss_ci"][0] < row["loss"] < row["loss_ci"][1]
+    # issue 8 defect 13: the same law gives the same interval through fit --budget and plan --law
+    assert row["params_ci"] == pytest.approx(out["derived"][0]["params_ci"], rel=1e-3)
 
 
 def _write_runs(path, runs, with_budget=False, with_run=False):
@@ -141,7 +142,7 @@ def _bad(tmp_path, name, text):
 
 
 @pytest.mark.parametrize("make, extra, code, line", [
-    (lambda t: str(t / "missing.csv"), [], 1,
+    (lambda t: str(t / "missing.csv"), [], 2,  # issue 8 defect 6: a missing file is a usage error
      "Error: {f}: no such file; give the path of a CSV, TSV or JSONL file of runs"),
     (lambda t: _bad(t, "empty.csv", ""), [], 1,
      "Error: {f}: the file is empty; give a header line and one row per run"),

@@ -94,8 +94,7 @@ def test_budget_from_gpu_hours_and_dollars():
 
 @pytest.mark.parametrize(
     "kwargs, flag",
-    [({"usd": 1e6}, "--usd-per-gpu-hour"),
-     ({"gpu_hours": 10, "mfu": 0}, "--mfu"),
+    [({"gpu_hours": 10, "mfu": 0}, "--mfu"),
      ({"gpu_hours": 10, "mfu": 1.5}, "--mfu"),
      ({"gpu_hours": -1}, "--gpu-hours"),
      ({"usd": 10, "usd_per_gpu_hour": 0}, "--usd-per-gpu-hour"),
@@ -105,6 +104,13 @@ def test_budget_from_gpu_hours_and_dollars():
 def test_budget_errors_name_the_option(kwargs, flag):
     with pytest.raises(UsageError, match=flag):
         hardware.budget_flops("h100", **kwargs)
+
+
+def test_usd_budget_uses_the_catalog_price_and_errors_only_without_one():
+    assert hardware.budget_flops("h100", usd=2.99) == pytest.approx(
+        hardware.budget_flops("h100", gpu_hours=1.0))
+    with pytest.raises(UsageError, match="--usd-per-gpu-hour"):
+        hardware.budget_flops("v100-sxm2", usd=1e6)
 
 
 def test_mfu_of_one_is_allowed():

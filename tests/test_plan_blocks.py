@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from scalecalc import hardware
-from tests.helpers import run, run_json
+from tests.helpers import run, run_row, run_rows
 
 
 def test_every_plan_carries_shape_and_hyperparameters():
-    row = run_json("plan", "--compute", "1e23")
+    row = run_row("plan", "--compute", "1e23")
     assert {"shape", "hyperparameters"} <= set(row)
     assert "hardware" not in row
     shape = row["shape"]
@@ -22,13 +22,13 @@ def test_every_plan_carries_shape_and_hyperparameters():
 @pytest.mark.parametrize("rule", ["aspect", "llama"])
 def test_shape_rules_hit_n_star(rule):
     for c in ("1e20", "1e22", "1e24"):
-        row = run_json("plan", "--compute", c, "--shape-rule", rule)
+        row = run_row("plan", "--compute", c, "--shape-rule", rule)
         assert abs(row["shape"]["params_deviation"]) <= 0.02
         assert row["shape"]["rule"] == rule
 
 
 def test_hardware_block_is_compute_over_throughput():
-    row = run_json("plan", "--compute", "5.76e23", "--gpu", "h100", "--gpus", "1024", "--mfu", "0.5",
+    row = run_row("plan", "--compute", "5.76e23", "--gpu", "h100", "--gpus", "1024", "--mfu", "0.5",
                    "--usd-per-gpu-hour", "2")
     hw = row["hardware"]
     peak = hardware.get_gpu("h100").peak_flops()
@@ -40,22 +40,33 @@ def test_hardware_block_is_compute_over_throughput():
 
 
 def test_budget_from_gpu_hours_round_trips_through_hardware_block():
-    row = run_json("plan", "--gpu-hours", "1e6", "--gpu", "a100", "--mfu", "0.4")
+    row = run_row("plan", "--gpu-hours", "1e6", "--gpu", "a100", "--mfu", "0.4")
     assert row["hardware"]["train_gpu_hours"] == pytest.approx(1e6, rel=1e-9)
 
 
-def test_budget_from_dollars_needs_and_uses_a_price():
-    bad = run("plan", "--usd", "1e6", "--gpu", "h100")
-    assert bad.exit_code == 2 and "--usd-per-gpu-hour" in bad.stderr
-    row = run_json("plan", "--usd", "1e6", "--gpu", "h100", "--usd-per-gpu-hour", "2.5")
+def test_budget_from_dollars_uses_the_given_price_else_the_catalogs_marked_assumed():
+    row = run_row("plan", "--usd", "1e6", "--gpu", "h100", "--usd-per-gpu-hour", "2.5")
     assert row["hardware"]["train_usd"] == pytest.approx(1e6, rel=1e-9)
+    assert row["hardware"]["price_assumed"] is False
+    # issue 8 defect 3: the catalog's $2.99 (the price the Hardware line prints) converts the budget
+    row = run_row("plan", "--usd", "1e6", "--gpu", "h100")
+    assert row["hardware"]["usd_per_gpu_hour"] == 2.99 and row["hardware"]["price_assumed"] is True
+    assert row["hardware"]["train_usd"] == pytest.approx(1e6, rel=1e-9)
+    assert row["hardware"]["train_gpu_hours"] == pytest.approx(1e6 / 2.99, rel=1e-9)
+    table = run("plan", "--usd", "1e6", "--gpu", "h100")
+    assert table.exit_code == 0 and "$2.99/GPU-hour, assumed" in table.stdout
+    # a clean error only when there is no price at all
+    bad = run("plan", "--usd", "1e6", "--gpu", "v100-sxm2")
+    assert bad.exit_code == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("Error: --usd:") and "--usd-per-gpu-hour" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("tokens,batch_used,lr_used", [(2.0e12, 2304 * 4096, 4.2e-4)])
 def test_deepseek_7b_settings_within_10_percent(tokens, batch_used, lr_used):
     # DeepSeek LLM 7B: 30 layers, d 4096, seq 4096 -> M = 4.228e10 FLOPs/token; C = M D (REFERENCE §7)
     m = 72 * 30 * 4096**2 + 12 * 30 * 4096 * 4096
-    row = run_json("plan", "--compute", repr(m * tokens), "--law", "deepseek2024")
+    row = run_row("plan", "--compute", repr(m * tokens), "--law", "deepseek2024")
     hp = row["hyperparameters"]
     assert hp["batch_tokens"] == pytest.approx(batch_used, rel=0.10)
     assert hp["peak_lr"] == pytest.approx(lr_used, rel=0.10)
@@ -63,20 +74,20 @@ def test_deepseek_7b_settings_within_10_percent(tokens, batch_used, lr_used):
 
 def test_deepseek_67b_settings_within_10_percent():
     m = 72 * 95 * 8192**2 + 12 * 95 * 8192 * 4096
-    row = run_json("plan", "--compute", repr(m * 2.0e12), "--law", "deepseek2024")
+    row = run_row("plan", "--compute", repr(m * 2.0e12), "--law", "deepseek2024")
     assert row["hyperparameters"]["batch_tokens"] == pytest.approx(4608 * 4096, rel=0.10)
     assert row["hyperparameters"]["peak_lr"] == pytest.approx(3.2e-4, rel=0.10)
 
 
 def test_porian_rules_through_the_plan():
     # lr*(N) = 3.7 N^-0.36, B*(N) = 0.00037 N^0.703 sequences of 2048 (REFERENCE §5.4, §10)
-    row = run_json("plan", "--params", "1e10", "--law", "porian2024", "--hparams", "porian2024")
+    row = run_row("plan", "--params", "1e10", "--law", "porian2024", "--hparams", "porian2024")
     assert row["hyperparameters"]["peak_lr"] == pytest.approx(9.29e-4, rel=2e-3)
     assert row["hyperparameters"]["batch_sequences"] == pytest.approx(3965, rel=2e-3)
 
 
 def test_kaplan_trains_at_the_critical_batch_of_its_loss():
-    row = run_json("plan", "--compute", "1e20", "--law", "kaplan2020")
+    row = run_row("plan", "--compute", "1e20", "--law", "kaplan2020")
     hp = row["hyperparameters"]
     bcrit = 2.1e8 / row["loss"] ** (1 / 0.21)  # eq. 1.4, Table 5 B*
     assert hp["batch_tokens"] == pytest.approx(bcrit, rel=1e-9)
@@ -84,16 +95,20 @@ def test_kaplan_trains_at_the_critical_batch_of_its_loss():
 
 
 def test_inference_tokens_shrink_the_model_and_save_cost():
-    base = run_json("plan", "--compute", "1e23")
-    row = run_json("plan", "--compute", "1e23", "--inference-tokens", "1e13", "--gpu", "h100")
+    base = run_row("plan", "--compute", "1e23")
+    row = run_row("plan", "--compute", "1e23", "--inference-tokens", "1e13", "--gpu", "h100")
     inf = row["inference"]
-    assert inf["params"] < base["params"] and inf["train_tokens"] > base["tokens"]
+    aware, optimal = inf["inference_aware"], inf["compute_optimal"]
+    assert aware["params"] < base["params"] and aware["train_tokens"] > base["tokens"]
+    assert optimal["params"] == pytest.approx(base["params"], rel=1e-6)
     assert 0 < inf["cost_saving"] < 1
+    assert aware["inference_flops"] == pytest.approx(2 * aware["params"] * 1e13)
+    assert optimal["inference_flops"] == pytest.approx(2 * optimal["params"] * 1e13)
     assert row["hardware"]["inference_flops"] == pytest.approx(2 * row["params"] * 1e13)
 
 
 def test_unique_tokens_add_a_data_block_with_epochs():
-    row = run_json("plan", "--compute", "1e23", "--unique-tokens", "100B")
+    row = run_row("plan", "--compute", "1e23", "--unique-tokens", "100B")
     data = row["data_constrained"]
     assert data["epochs"] == pytest.approx(row["tokens"] / 100e9)
     assert data["effective_tokens"] < row["tokens"]
@@ -101,7 +116,7 @@ def test_unique_tokens_add_a_data_block_with_epochs():
 
 
 def test_brief_skips_blocks_and_bulk_queries_say_why():
-    assert "shape" not in run_json("plan", "--compute", "1e23", "--brief")
+    assert "shape" not in run_row("plan", "--compute", "1e23", "--brief")
     result = run("plan", "--compute", "1e20:1e26:1500")
     assert result.exit_code == 0
     assert "blocks are omitted for more than 1000 budgets" in result.stderr

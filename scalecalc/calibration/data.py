@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scalecalc.errors import DataError, MissingDependency, UnknownName, UsageError
+from scalecalc.errors import DataError, MissingDependency, MissingInput, UnknownName, UsageError
 
 try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
     import torch
@@ -121,7 +121,7 @@ def resolve_sources(sources: list[str] | None, *, max_bytes: int | None = None) 
             elif path.is_file():
                 pairs.append((path.name, path))
             else:
-                raise DataError(f"--data: {source} does not exist; give a text file, folder, glob, .bin or .npy")
+                raise MissingInput(f"--data: {source} does not exist; give a text file, folder, glob, .bin or .npy")
     seen, unique = set(), []
     for label, path in pairs:  # the same file named twice (a folder and a glob) counts once
         if path.resolve() not in seen:

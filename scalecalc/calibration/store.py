@@ -28,7 +28,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterable
 
-from scalecalc.errors import StoreError
+from scalecalc.errors import MissingInput, StoreError
 
 SCHEMA_VERSION = 1
 FILENAME = "results.sqlite"
@@ -152,6 +152,9 @@ class Store:
         self.dir = path.parent if path.suffix == ".sqlite" else path
         self.path = path if path.suffix == ".sqlite" else path / FILENAME
         if not self.path.exists():
+            if not create and not self.dir.exists():
+                raise MissingInput(f"{self.dir}: no such folder; give the folder written by "
+                                   "`scalecalc calibrate run RECIPE --out FOLDER`")
             if not create:
                 raise StoreError(
                     f"{self.dir}: no results store here; run `scalecalc calibrate run RECIPE "

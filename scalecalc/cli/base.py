@@ -17,11 +17,11 @@ from typing import Annotated, Optional
 import typer
 import typer.core
 
-from scalecalc.errors import ExitCode, ScalecalcError
+from scalecalc.errors import ExitCode, ScalecalcError, exit_status
 
 # typer vendors its own copy of click (typer._click, in every release pyproject admits), so its
 # exceptions come from there, not from a separately installed click.
-from typer._click.exceptions import ClickException
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 
 def _error(message: str, code: int) -> None:
@@ -41,9 +41,12 @@ class _Group(typer.core.TyperGroup):
                 standalone_mode=False, **extra,
             )
         except ScalecalcError as exc:
-            _error(str(exc), exc.exit_code)
+            _error(str(exc), exit_status(exc))
         except ClickException as exc:
-            _error(exc.format_message(), ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+            if isinstance(exc, NoArgsIsHelpError):  # no arguments: the help, on stderr, exit 2
+                exc.show()
+                sys.exit(exit_status(exc))
+            _error(exc.format_message(), exit_status(exc))
         except (KeyboardInterrupt, typer.Abort):
             _error("interrupted", ExitCode.INTERRUPTED)
         except BrokenPipeError:  # `scalecalc plan ... | head`
@@ -57,6 +60,8 @@ app = typer.Typer(
     cls=_Group,
     help="Plan compute-optimal LLM training under every published scaling law.",
     no_args_is_help=True,
+    # the plain click formatter: rich markup would eat "[plot]", "a:b:n" (emoji codes) and "()"
+    rich_markup_mode=None,
     pretty_exceptions_show_locals=False,  # never dump locals on a bug (STYLE §2)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -81,7 +86,7 @@ def _root(
 
 
 # command name -> module of scalecalc.cli that defines it
-COMMAND_MODULES = {"plan": "plan", "compare": "plan", "laws": "plan", "formula": "plan",
+COMMAND_MODULES = {"plan": "plan", "compare": "plan", "laws": "plan", "formula": "plan", "gpus": "plan",
                    "flops": "flops", "fit": "fit", "calibrate": "calibrate"}
 
 

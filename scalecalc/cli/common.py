@@ -1,8 +1,15 @@
 """Options shared by every command, and the renderers (table, JSON, CSV).
 
 Results go to stdout; warnings, progress and errors to stderr, so ``--format json | jq`` stays
-clean. JSON is one document (an object for one row, a list for several); CSV is a header and
-rows, with nested blocks flattened to dotted keys (``shape.n_layer``).
+clean. The output contract (README "Output formats", schemas in ``scalecalc/schemas/``):
+
+- JSON is one object per command: ``{"rows": [...], "notes": [...]}`` for the commands that print
+  rows (``plan``, ``compare`` adds ``spreads``, ``laws``, ``gpus``), whatever the number of rows;
+  a command that reports one thing (``flops``, ``fit``) prints that object.
+- Floats stay floats (``2.0``, ``1.46e+24``), never integers; only counts (layers, heads, steps
+  of a shape) are integers. NaN and infinity are ``null``.
+- CSV is a header and rows, nested blocks flattened to dotted keys (``shape.n_layer``), a list
+  in one cell joined with ``;`` and written with :func:`format_cell` (``1.4e+18;1.3e+22``).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ FormatOption = Annotated[
     typer.Option("--format", "-f", case_sensitive=False, help="Output format: table, json or csv."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Shorthand for --format json.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr (they stay in the JSON and CSV rows).")]
 
 
 def resolve_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
@@ -44,6 +52,7 @@ class Column:
     key: str
     fmt: Callable[[Any], str] = str
     justify: str = "right"
+    wrap: bool = True  # False: a name or number is never split across lines (it may be cut with …)
 
 
 def _clean(value: Any) -> Any:
@@ -82,23 +91,47 @@ def flatten(row: dict, prefix: str = "") -> dict:
 
 
 def dumps_csv(rows: Sequence[dict]) -> str:
-    """A header and one line per row; nested blocks become dotted columns, lists join with ';'."""
+    """A header and one line per row; nested blocks become dotted columns, every cell is written
+    as :func:`format_cell` says (lists joined with ';', missing values and NaN as an empty cell)."""
     nested = any(isinstance(v, dict) for r in rows[:1] for v in r.values())  # rows share one layout
     flat = [flatten(r) for r in rows] if nested else rows
     header = list(dict.fromkeys(k for r in flat for k in r))
-    listed = {k for r in flat[:1] for k, v in r.items() if isinstance(v, (list, tuple))}
+    # format_cell per cell costs ~1 s per 100,000 plan rows: apply it only to the columns that
+    # need it (lists, numpy scalars, NaN); the others are written as they are
+    special = [k for k in header if any(_needs_format(r.get(k)) for r in flat)]
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")  # writes None as an empty cell
+    writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    if listed:
-        writer.writerows([_joined(r.get(k)) if k in listed else r.get(k) for k in header] for r in flat)
+    if special:
+        index = [header.index(k) for k in special]
+        for r in flat:
+            cells = [r.get(k) for k in header]
+            for i in index:
+                cells[i] = format_cell(cells[i])
+            writer.writerow(cells)
     else:
         writer.writerows([r.get(k) for k in header] for r in flat)
     return buf.getvalue()
 
 
-def _joined(value: Any) -> Any:
-    return ";".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+def _needs_format(value: Any) -> bool:
+    t = type(value)
+    if t is float:
+        return value != value
+    return not (t is str or t is int or t is bool or value is None)
+
+
+def format_cell(value: Any) -> Any:
+    """One CSV cell, one way: a list is its items joined with ';' (``1.4e+18;1.3e+22``), each item
+    as its own cell would be; None and NaN are empty; numbers are Python's shortest round-trip
+    text; anything else is str()."""
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(format_cell(v)) for v in value)
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return value
 
 
 def emit(
@@ -109,22 +142,26 @@ def emit(
     title: str | None = None,
     caption: str | None = None,
     warnings: Iterable[str] = (),
-    single: bool | None = None,
+    notes: Sequence[str] = (),
+    single: bool = False,
+    quiet: bool = False,
 ) -> None:
-    """Print ``rows`` in the chosen format; warnings go to stderr for the table format.
+    """Print ``rows`` in the chosen format (the JSON contract: README "Output formats").
 
-    ``single`` forces one JSON object (True) or a list (False); by default one row prints as an
-    object and several as a list.
+    JSON is one object: ``{"rows": [...], "notes": [...]}`` whatever the number of rows, or the
+    single row itself when ``single`` (a command that reports one thing, such as ``flops``).
+    ``warnings`` go to stderr in every format (tagged ``warning:``) unless ``quiet``; ``notes``
+    are command-level remarks that also go into the JSON document.
     """
     if fmt is OutputFormat.json:
-        one = len(rows) == 1 if single is None else single
-        sys.stdout.write(dumps_json(rows[0] if one and rows else list(rows)) + "\n")
-        return
-    if fmt is OutputFormat.csv:
+        doc = rows[0] if single else {"rows": list(rows), "notes": list(notes)}
+        sys.stdout.write(dumps_json(doc) + "\n")
+    elif fmt is OutputFormat.csv:
         sys.stdout.write(dumps_csv(rows))
-        return
-    print_table(rows, columns, title=title, caption=caption)
-    print_warnings(warnings)
+    else:
+        print_table(rows, columns, title=title, caption=caption)
+    if not quiet:
+        print_warnings([*notes, *warnings])
 
 
 def print_table(rows, columns, *, title=None, caption=None) -> None:
@@ -135,11 +172,19 @@ def print_table(rows, columns, *, title=None, caption=None) -> None:
     console = Console(width=_width())
     if title:
         console.print(title, highlight=False, markup=False)
-    table = Table(box=box.SIMPLE_HEAVY)
+    cells = [[_cell(row, col) for col in columns] for row in rows]
+    natural = sum(max([len(col.header), *(len(r[i]) for r in cells)]) for i, col in enumerate(columns))
+    # SIMPLE_HEAVY puts 3 columns between cells (padding + divider); on a narrow terminal one
+    # space is enough and keeps every number whole
+    tight = natural + 3 * len(columns) + 1 > console.width
+    table = Table(box=box.SIMPLE_HEAVY, padding=(0, 0) if tight else (0, 1))
     for col in columns:
-        table.add_column(col.header, justify=col.justify, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row, col) for col in columns))
+        if col.wrap:
+            table.add_column(col.header, justify=col.justify, overflow="fold")
+        else:
+            table.add_column(col.header, justify=col.justify, no_wrap=True, overflow="ellipsis")
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
     if caption:
         console.print(caption, highlight=False, markup=False, style="dim")
@@ -153,6 +198,28 @@ def _width() -> int | None:
     if sys.stdout.isatty() or os.environ.get("COLUMNS"):
         return None
     return 160
+
+
+def output_width() -> int:
+    """Columns to wrap text lines to: $COLUMNS, else the terminal's, else 160 when piped."""
+    import os
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return 160
+
+
+def wrap_line(text: str, indent: str = "    ") -> str:
+    """One logical line wrapped at spaces to :func:`output_width` (never inside a number or a
+    name), continuation lines indented."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=max(40, output_width() - 1), subsequent_indent=indent,
+                                   break_long_words=False, break_on_hyphens=False)) or text
 
 
 def _cell(row: dict, col: Column) -> str:

@@ -110,7 +110,9 @@ def fit_command(
     if plot:
         from scalecalc.fit.plot import plot_fit
 
-        plot_fit(result, plot)
+        from scalecalc.plot import announce_written
+
+        announce_written(plot_fit(result, plot))
     _render(result, runs, resolve_format(fmt, as_json), output)
 
 

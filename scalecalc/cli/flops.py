@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -71,6 +73,13 @@ def flops(
     hf_config: Annotated[Optional[Path], typer.Option(
         "--hf-config", exists=True, dir_okay=False,
         help="Read the shape from a Hugging Face config.json.")] = None,
+    tokens: Annotated[Optional[str], typer.Option(
+        "--tokens", "-d", help="Training tokens D: also print total training FLOPs (per token x D) "
+        "under every convention, e.g. 1.4T.")] = None,
+    recompute: Annotated[bool, typer.Option(
+        "--recompute", help="Full activation recomputation: one extra forward pass per step, so "
+        "training costs 4 forward passes instead of 3 (the EleutherAI calculator's convention); "
+        "hardware FLOPs, not model FLOPs.")] = False,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:
@@ -100,6 +109,9 @@ def flops(
     given = {k: v for k, v in given.items() if v is not None}
     if hf_config is not None:
         base = core.from_hf_config(hf_config).to_dict()
+        from scalecalc.cli.common import print_warnings
+
+        print_warnings(core.hf_config_notes(hf_config))
         # sizes derived from the width or head count follow an override of it
         if "d_model" in given:
             base.update(head_dim=None, d_ff=None)
@@ -112,19 +124,34 @@ def flops(
                 raise UsageError(f"{option} is required (or give --hf-config PATH)")
         arch = core.Arch(**given)
     report = core.describe(arch)
-    _render(report, resolve_format(fmt, as_json))
+    if recompute:  # training = forward + backward (2x forward) + one more forward: x 4/3
+        report = dataclasses.replace(
+            report, flops_per_token={k: v * RECOMPUTE_FACTOR for k, v in report.flops_per_token.items()},
+            ratio_to_6n={k: v * RECOMPUTE_FACTOR for k, v in report.ratio_to_6n.items()})
+    from scalecalc.quantities import parse_number
+
+    d = parse_number(tokens, "--tokens") if tokens else None
+    _render(report, resolve_format(fmt, as_json), tokens=d, recompute=recompute)
 
 
-def _render(report, fmt: OutputFormat) -> None:
+RECOMPUTE_FACTOR = 4.0 / 3.0  # (1 forward + 2 backward + 1 recomputed forward) / 3 passes
+
+
+def _render(report, fmt: OutputFormat, *, tokens: float | None = None, recompute: bool = False) -> None:
     from scalecalc.flops import CONVENTIONS
     from scalecalc.quantities import format_count, format_sci
 
     if fmt is OutputFormat.json:
-        emit([report.to_dict()], [], fmt, single=True)
+        doc = {**report.to_dict(), "recompute": recompute}
+        if tokens is not None:
+            doc.update(tokens=float(tokens),
+                       training_flops={k: v * tokens for k, v in report.flops_per_token.items()})
+        emit([doc], [], fmt, single=True)
         return
     rows = [
         {"convention": name, "title": c.title, "n_kind": c.n_kind,
          "flops_per_token": report.flops_per_token[name], "ratio_to_6n": report.ratio_to_6n[name],
+         **({"training_flops": report.flops_per_token[name] * tokens} if tokens is not None else {}),
          "source": c.source + (" (derived)" if c.derived else "")}
         for name, c in CONVENTIONS.items()
     ]
@@ -149,8 +176,10 @@ def _render(report, fmt: OutputFormat) -> None:
           Column("Formula", "title", justify="left"),
           Column("FLOPs/token", "flops_per_token", format_sci),
           Column("÷ 6N", "ratio_to_6n", lambda v: f"{v:.3f}"),
+          *([Column(f"Total at {format_count(tokens)} tokens", "training_flops", format_sci)] if tokens is not None else []),
           Column("Source", "source", justify="left")],
-         fmt, title="Training FLOPs per token (N = all parameters, active experts)")
+         fmt, title="Training FLOPs per token (N = all parameters, active experts)"
+         + ("; with activation recomputation (4 forward passes, not 3: x 4/3)" if recompute else ""))
     emit([{**i, "training": 3 * i["forward_flops"]} for i in report.items],
          [Column("Operation", "name", justify="left"), Column("Params", "params", format_count),
           Column("Forward FLOPs/token", "forward_flops", format_sci),

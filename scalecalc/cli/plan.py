@@ -12,14 +12,17 @@ from typing import Annotated, Optional
 
 import typer
 
+from scalecalc.cli import complete
+from scalecalc.cli.choices import (CONVENTIONS, SHAPE_RULES, check_flops, check_gpu, check_hparams, check_shape_rule,
+                                    hparams_names, listed)
 from scalecalc.cli.base import app
-from scalecalc.cli.common import Column, FormatOption, JsonOption, OutputFormat, emit, resolve_format
+from scalecalc.cli.common import Column, FormatOption, JsonOption, OutputFormat, QuietOption, emit, resolve_format
 from scalecalc.errors import UsageError
 from scalecalc.quantities import format_count, format_sci
 
 Many = Optional[list[str]]
-LawOption = Annotated[str, typer.Option("--law", "-l", help="Built-in law name or a law YAML file (see `scalecalc laws`).")]
-FlopsOption = Annotated[Optional[str], typer.Option("--flops", help="FLOP convention to plan under (default: the law's own): 6nd, kaplan, head, attention, deepseek, chinchilla-f, chinchilla-f-a4, llama3.")]
+LawOption = Annotated[str, typer.Option("--law", "-l", help="Built-in law name or a law YAML file (see `scalecalc laws`).", autocompletion=complete.laws)]
+FlopsOption = Annotated[Optional[str], typer.Option("--flops", help=f"FLOP convention to plan under (default: the law's own): {listed(CONVENTIONS)}.", callback=check_flops, autocompletion=complete.conventions)]
 VocabOption = Annotated[Optional[int], typer.Option("--vocab", min=1, help="Vocabulary size for shape-aware conventions (default: the law's).")]
 SeqOption = Annotated[Optional[int], typer.Option("--seq-len", min=1, help="Sequence length for shape-aware conventions (default: the law's).")]
 AspectOption = Annotated[Optional[float], typer.Option("--aspect-ratio", help="d_model / n_layer of the shape rule (default 128, or the law's).")]
@@ -43,11 +46,11 @@ def _fmt_ratio(v) -> str:
 
 
 PLAN_COLUMNS = [
-    Column("Compute (FLOPs)", "compute", format_sci),
-    Column("N*", "params", _fmt_count),
-    Column("D* (tokens)", "tokens", _fmt_count),
-    Column("D/N", "tokens_per_param", _fmt_ratio),
-    Column("Loss", "loss", _fmt_loss),
+    Column("Compute (FLOPs)", "compute", format_sci, wrap=False),
+    Column("N*", "params", _fmt_count, wrap=False),
+    Column("D* (tokens)", "tokens", _fmt_count, wrap=False),
+    Column("D/N", "tokens_per_param", _fmt_ratio, wrap=False),
+    Column("Loss", "loss", _fmt_loss, wrap=False),
 ]
 
 
@@ -96,13 +99,13 @@ def plan_command(
     tokens_per_param: Annotated[Optional[float], typer.Option("--tokens-per-param", help="Fix D/N (over-training) at the compute budget; reports the loss penalty.")] = None,
     gpu_hours: Annotated[Many, typer.Option("--gpu-hours", help="Budget in GPU-hours (needs --gpu).")] = None,
     usd: Annotated[Many, typer.Option("--usd", help="Budget in US dollars (needs --gpu; price from --usd-per-gpu-hour or the catalog).")] = None,
-    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU from the catalog (A100, H100-SXM, H100-PCIe, H200, B200, MI300X, L40S, RTX4090, ...).")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU from the catalog (see `scalecalc gpus`: a100, h100-sxm, h100-pcie, h200, b200, mi300x, l40s, rtx-4090, ...).", callback=check_gpu, autocompletion=complete.gpus)] = None,
     mfu: Annotated[float, typer.Option("--mfu", min=1e-6, max=1.0, help="Model FLOPs utilisation for time and cost.")] = 0.4,
     usd_per_gpu_hour: Annotated[Optional[float], typer.Option("--usd-per-gpu-hour", help="Price per GPU-hour (default: the catalog's assumption).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="Peak-throughput dtype for the GPU (bf16, fp16, fp8, tf32, fp32; default: the GPU's training dtype).")] = None,
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="Number of GPUs, for wall-clock time.")] = 1,
-    shape_rule: Annotated[str, typer.Option("--shape-rule", help="Architecture rule for the shape block: aspect, chinchilla (Table A9), porian (16 shapes), llama.")] = "aspect",
-    hparams_rule: Annotated[Optional[str], typer.Option("--hparams", help="Hyperparameter rule: porian2024, deepseek2024, kaplan2020, or law (the law file's own; the default when it has rules).")] = None,
+    shape_rule: Annotated[str, typer.Option("--shape-rule", help=f"Architecture rule for the shape block: {listed(SHAPE_RULES)} (see docs/reference.md §15).", callback=check_shape_rule, autocompletion=complete.shape_rules)] = "aspect",
+    hparams_rule: Annotated[Optional[str], typer.Option("--hparams", help=f"Hyperparameter rule: {listed(hparams_names())} (the law file's own; the default when it has rules).", callback=check_hparams, autocompletion=complete.hparams_rules)] = None,
     inference_tokens: Annotated[Optional[str], typer.Option("--inference-tokens", help="Lifetime inference tokens: adds inference cost and the inference-aware optimum (Sardana et al. 2024).")] = None,
     inference_mfu: Annotated[Optional[float], typer.Option("--inference-mfu", min=1e-6, max=1.0, help="MFU for inference (default: --mfu).")] = None,
     brief: Annotated[bool, typer.Option("--brief", help="Only the allocation: no shape, hyperparameter or hardware blocks (fast bulk queries).")] = False,
@@ -115,6 +118,7 @@ def plan_command(
     aspect_ratio: AspectOption = None,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Plan compute-optimal N and D (and the loss) for one or many budgets.
 
@@ -148,14 +152,17 @@ def plan_command(
         from scalecalc.plot import plot_plan
 
         plot_plan(result, plot)
-    _render_plan(result, resolve_format(fmt, as_json))
+    _render_plan(result, resolve_format(fmt, as_json), quiet)
 
 
-def _render_plan(result, fmt: OutputFormat) -> None:
+MAX_PRINTED_BLOCKS = 20  # recipe lines under the table; JSON and CSV carry every budget's blocks
+
+
+def _render_plan(result, fmt: OutputFormat, quiet: bool = False) -> None:
     rows = result.rows()
     columns = list(PLAN_COLUMNS)
     if result.params_ci is not None:
-        columns.insert(2, Column("N* 95% CI", "params_ci", _fmt_ci))
+        columns.insert(2, Column("N* 95% CI", "params_ci", _fmt_ci, wrap=False))
     if result.loss_ci is not None:
         columns.append(Column("Loss 95% CI", "loss_ci", lambda v: f"{v[0]:.4f}–{v[1]:.4f}"))
     if result.query.kind == "ratio" and result.loss_optimal is not None:
@@ -165,15 +172,41 @@ def _render_plan(result, fmt: OutputFormat) -> None:
     convention_note = "" if result.convention == law.flops else f" (law fitted under {law.flops})"
     kind = rows[0]["params_kind"].replace("_", "-") if rows else law.params_kind
     title = f"{law.name}: {law.title}\nFLOP convention: {result.convention}{convention_note}; N counts {kind} parameters"
-    warnings = [w for row in rows for w in row["warnings"]]
-    warnings += [note + " (pass --brief to silence this)" for note in result.notes]
-    emit(rows, columns, fmt, title=title, caption=f"Source: {law.source}", warnings=[] if fmt is OutputFormat.table else warnings)
-    if fmt is OutputFormat.table:
+    notes = [note + " (pass --brief to silence this)" for note in result.notes]
+    printed = fmt is OutputFormat.table and any(k in r for r in rows[:1] for k in _BLOCK_KEYS)
+    if printed and len(rows) > MAX_PRINTED_BLOCKS:
+        notes.append(f"recipe blocks are printed for the first {MAX_PRINTED_BLOCKS} of {len(rows)} budgets; "
+                     "--format json or csv has every budget's blocks")
+    emit(rows, columns, fmt, title=title, caption=f"Source: {law.source}", notes=notes, quiet=True)
+    if printed:
+        for row in rows[:MAX_PRINTED_BLOCKS]:
+            _print_blocks(row, len(rows) > 1)
+    if not quiet:
         from scalecalc.cli.common import print_warnings
 
-        for row in rows[:20]:
-            _print_blocks(row, len(rows) > 1)
-        print_warnings(warnings)
+        print_warnings([*notes, *tagged_warnings(rows, law.name)])
+
+
+_BLOCK_KEYS = ("shape", "hyperparameters", "hardware", "inference", "data_constrained")
+
+
+def tagged_warnings(rows: list[dict], law_name: str) -> list[str]:
+    """Each distinct warning once, tagged with what it belongs to: the law when every budget
+    shares it, else the budgets (FLOPs) whose rows carry it."""
+    budgets: dict[str, list[float]] = {}
+    for row in rows:
+        for w in row["warnings"]:
+            budgets.setdefault(w, []).append(row["compute"])
+    out = []
+    for text, cs in budgets.items():
+        if len(cs) == len(rows):
+            tag = f"law {law_name}" if len(rows) > 1 else f"{format_sci(cs[0])} FLOPs"
+        elif len(cs) <= 3:
+            tag = ", ".join(format_sci(c) for c in cs) + " FLOPs"
+        else:
+            tag = f"{len(cs)} budgets {format_sci(min(cs))} to {format_sci(max(cs))} FLOPs"
+        out.append(f"[{tag}] {text}")
+    return out
 
 
 def _print_blocks(row: dict, label: bool) -> None:
@@ -197,45 +230,54 @@ def _print_blocks(row: dict, label: bool) -> None:
                          f"{h['steps_ratio']:.2f}x the minimum steps and {h['compute_ratio']:.2f}x the minimum compute (eq. 5.4/5.5)")
     if "hardware" in row:
         w = row["hardware"]
-        price = f"${w['usd_per_gpu_hour']:.2f}/GPU-hour" + (", assumed" if w["price_assumed"] else "")
+        if w["usd_per_gpu_hour"] is None:
+            cost = "cost unknown (no catalog price; give --usd-per-gpu-hour)"
+        else:
+            price = f"${w['usd_per_gpu_hour']:.2f}/GPU-hour" + (", assumed" if w["price_assumed"] else "")
+            cost = f"${w['train_usd']:,.0f} ({price})"
         lines.append(f"Hardware: {w['gpus']} x {w['gpu_title']} ({w['dtype']}, {w['mfu']:.0%} MFU): {w['train_gpu_hours']:,.0f} GPU-hours, "
-                     f"{w['train_wall_clock_days']:,.1f} days, ${w['train_usd']:,.0f} ({price})")
+                     f"{w['train_wall_clock_days']:,.1f} days, {cost}")
         if w.get("inference_flops"):
-            lines.append(f"  Inference: {format_sci(w['inference_flops'])} FLOPs, {w['inference_gpu_hours']:,.0f} GPU-hours, ${w['inference_usd']:,.0f}")
+            usd = "cost unknown" if w.get("inference_usd") is None else f"${w['inference_usd']:,.0f}"
+            lines.append(f"  Inference: {format_sci(w['inference_flops'])} FLOPs, {w['inference_gpu_hours']:,.0f} GPU-hours, {usd}")
     if "inference" in row:
         i = row["inference"]
+        a = i["inference_aware"]
         lines.append(f"Inference-aware optimum (Sardana et al. 2024, {format_count(i['inference_tokens'])} inference tokens, same loss): "
-                     f"N {format_count(i['params'])} ({i['params_ratio']:.2f}x), D {format_count(i['train_tokens'])} ({i['tokens_ratio']:.2f}x), "
-                     f"D/N {i['tokens_per_param']:.0f}; total cost {i['cost_saving']:.1%} lower")
+                     f"N {format_count(a['params'])} ({i['params_ratio']:.2f}x), D {format_count(a['train_tokens'])} ({i['tokens_ratio']:.2f}x), "
+                     f"D/N {a['tokens_per_param']:.0f}; total cost {i['cost_saving']:.1%} lower")
     if "data_constrained" in row:
         d = row["data_constrained"]
         lines.append(f"Data ({format_count(d['unique_tokens'])} unique tokens): this plan repeats them {d['epochs']:.1f}x (effective {format_count(d['effective_tokens'])}); "
                      f"Muennighoff's optimum: N {format_count(d['optimal_params'])}, D {format_count(d['optimal_tokens'])} ({d['optimal_epochs']:.1f} epochs)")
     if lines:
+        from scalecalc.cli.common import wrap_line
+
         if label:
             lines.insert(0, f"At {format_sci(row['compute'])} FLOPs:")
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write("\n".join(wrap_line(line) for line in lines) + "\n")
 
 
 COMPARE_COLUMNS = [
-    Column("Law", "law", str, "left"),
+    Column("Law", "law", str, "left", wrap=False),
     Column("FLOPs conv.", "flops_convention", str, "left"),
-    Column("N*", "params", _fmt_count),
-    Column("D* (tokens)", "tokens", _fmt_count),
-    Column("D/N", "tokens_per_param", _fmt_ratio),
-    Column("Loss", "loss", _fmt_loss),
+    Column("N*", "params", _fmt_count, wrap=False),
+    Column("D* (tokens)", "tokens", _fmt_count, wrap=False),
+    Column("D/N", "tokens_per_param", _fmt_ratio, wrap=False),
+    Column("Loss", "loss", _fmt_loss, wrap=False),
 ]
 
 
 @app.command("compare")
 def compare_command(
     compute: Annotated[list[str], typer.Option("--compute", "-c", help="Compute budget(s) in FLOPs (repeat, a range a:b:n, or -).")],
-    laws: Annotated[Optional[str], typer.Option("--laws", help="Comma-separated law names or files (default: every built-in law).")] = None,
+    laws: Annotated[Optional[str], typer.Option("--laws", help="Comma-separated law names or files (default: every built-in law).", autocompletion=complete.laws)] = None,
     path: Annotated[Optional[str], typer.Option("--path", help="Show a correction path instead: 'porian' (Porian et al. 2024).")] = None,
     unique_tokens: UniqueOption = None,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of N*(C) and D*(C) of each law around the budgets (needs scalecalc[plot]).")] = None,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Plan the same budget under every law, side by side, with the spread between them.
 
@@ -254,7 +296,7 @@ def compare_command(
     fmt = resolve_format(fmt, as_json)
     if path is not None:
         result = correction_path(path, budgets)
-        _render_path(result, fmt)
+        _render_path(result, fmt, quiet)
         return
     names = [n.strip() for n in laws.split(",") if n.strip()] if laws else None
     u = parse_number(unique_tokens, "--unique-tokens") if unique_tokens else None
@@ -264,17 +306,17 @@ def compare_command(
 
         span = np.geomspace(budgets.min() / 1e4, budgets.max() * 1e2, 25)
         plot_frontiers(compare(span, names, unique_tokens=u).rows, budgets.tolist(), plot)
-    _render_compare(result, fmt)
+    _render_compare(result, fmt, quiet)
 
 
-def _render_compare(result, fmt: OutputFormat) -> None:
+def _render_compare(result, fmt: OutputFormat, quiet: bool = False) -> None:
     from scalecalc.cli.common import dumps_csv, dumps_json, print_table, print_warnings
 
-    if fmt is OutputFormat.json:
-        sys.stdout.write(dumps_json(result.to_dict()) + "\n")
-        return
-    if fmt is OutputFormat.csv:
-        sys.stdout.write(dumps_csv(result.rows))
+    if fmt is not OutputFormat.table:
+        doc = result.to_dict()
+        sys.stdout.write(dumps_json(doc) + "\n" if fmt is OutputFormat.json else dumps_csv(result.rows))
+        if not quiet:
+            print_warnings(result.skipped)
         return
     for budget, spread in zip(result.budgets, result.spreads):
         rows = [r for r in result.rows if r["compute"] == budget]
@@ -282,50 +324,168 @@ def _render_compare(result, fmt: OutputFormat) -> None:
                    f"({spread['params_min_law']} to {spread['params_max_law']}), "
                    f"D* {spread['tokens_ratio']:.2f}x, D/N {spread['tokens_per_param_ratio']:.2f}x")
         print_table(rows, COMPARE_COLUMNS, title=f"Compute budget {format_sci(budget)} FLOPs", caption=caption)
-    if result.skipped:
+    if result.skipped and not quiet:
         print_warnings(result.skipped)
 
 
-def _render_path(result, fmt: OutputFormat) -> None:
+def _render_path(result, fmt: OutputFormat, quiet: bool = False) -> None:
     columns = [
         Column("Step", "step", str, "left"),
         Column("a", "a", lambda v: f"{v:.3f}"),
         Column("95% CI", "ci", lambda v: f"{v[0]:.3f}–{v[1]:.3f}"),
-        Column("N* at budget", "params", _fmt_count),
-        Column("Compute (FLOPs)", "compute", format_sci),
+        Column("N* at budget", "params", _fmt_count, wrap=False),
+        Column("Compute (FLOPs)", "compute", format_sci, wrap=False),
     ]
-    emit(result["rows"], columns, fmt, title=result["title"], caption=result["source"], single=False)
+    emit(result["rows"], columns, fmt, title=result["title"], caption=result["source"], quiet=quiet)
+
+
+def _short_source(text: str) -> str:
+    """The authors and year of a source ("Besiroglu, Erdil, Barnett, You 2024"); `laws NAME`
+    prints it whole."""
+    import re
+
+    match = re.match(r"(.*?)\s*\b((?:19|20)\d\d)\b", text)
+    if not match:
+        return text
+    authors, year = match.groups()
+    first = authors.split(",")[0].replace(" et al.", "").strip()
+    return f"{first} {year}" if first == authors.strip() else f"{first} et al. {year}"
+
+
+def _fmt_range(v) -> str:
+    return f"{format_sci(v[0], 1)}–{format_sci(v[1], 1)}" if v and None not in v and v[0] == v[0] else "-"
 
 
 LAWS_COLUMNS = [
-    Column("Law", "name", str, "left"),
-    Column("Form", "form", str, "left"),
-    Column("a", "exponent_a", lambda v: f"{v:.3f}"),
-    Column("D/N @1e24", "tokens_per_param_1e24", _fmt_ratio),
-    Column("FLOPs", "flops_convention", str, "left"),
-    Column("Fitted compute", "fitted_compute", lambda v: f"{format_sci(v[0], 2)}–{format_sci(v[1], 2)}", "left"),
-    Column("Source", "source", str, "left"),
+    Column("Law", "name", str, "left", wrap=False),
+    Column("Form", "form", lambda v: v.split(":")[0], "left", wrap=False),
+    Column("a", "exponent_a", lambda v: f"{v:.3f}" if v == v else "-", wrap=False),
+    Column("D/N", "tokens_per_param_1e24", lambda v: _fmt_ratio(v) if v == v else "-", wrap=False),
+    Column("FLOPs", "flops_convention", str, "left", wrap=False),
+    Column("Fitted compute", "fitted_compute", _fmt_range, "left", wrap=False),
+    Column("Source", "source", _short_source, "left"),
 ]
 
 
 @app.command("laws")
-def laws_command(fmt: FormatOption = OutputFormat.table, as_json: JsonOption = False) -> None:
+def laws_command(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Law names or law YAML files to show in full (default: list every built-in law).", autocompletion=complete.laws, show_default=False)] = None,
+    fmt: FormatOption = OutputFormat.table,
+    as_json: JsonOption = False,
+) -> None:
     """List the built-in laws: form, compute-optimal exponent a, D/N at 1e24 FLOPs, source, range.
 
     Example:
 
         scalecalc laws
-        scalecalc laws --json | jq '.[].name'
+        scalecalc laws besiroglu2024
+        scalecalc laws --json | jq '.rows[].name'
     """
-    from scalecalc.compare import law_summaries
+    from scalecalc.compare import law_details, law_summaries
 
-    emit(law_summaries(), LAWS_COLUMNS, resolve_format(fmt, as_json),
-         title="Built-in scaling laws (default: besiroglu2024)", single=False)
+    fmt = resolve_format(fmt, as_json)
+    if names:
+        rows = [law_details(name) for name in names]
+        if fmt is OutputFormat.table:
+            _print_law_details(rows)
+        else:
+            emit(rows, LAWS_COLUMNS, fmt)
+        return
+    emit(law_summaries(), _laws_columns(), fmt, title="Built-in scaling laws (default: besiroglu2024)",
+         caption="D/N at 1e24 FLOPs. `scalecalc laws NAME` shows a law's form, constants, ranges and source in full.")
+
+
+def _laws_columns() -> list[Column]:
+    """The laws table at the terminal's width: the form and source only where they fit."""
+    from scalecalc.cli.common import output_width
+
+    width = output_width()
+    drop = set() if width >= 120 else {"form"} if width >= 100 else {"form", "source"}
+    return [c for c in LAWS_COLUMNS if c.key not in drop]
+
+
+def _gpu_row(gpu) -> dict:
+    return {"name": gpu.name, "title": gpu.title, "aliases": list(gpu.aliases),
+            "memory_gb": float(gpu.memory_gb), "default_dtype": gpu.default_dtype,
+            "peak_flops_per_s": {k: float(v) for k, v in gpu.peak.items()},
+            "usd_per_gpu_hour": None if gpu.usd_per_gpu_hour is None else float(gpu.usd_per_gpu_hour),
+            "price_source": gpu.price_source, "source": gpu.source}
+
+
+def _tflops(dtype: str):
+    return lambda peaks: f"{peaks[dtype] / 1e12:,.0f}" if dtype in peaks else "-"
+
+
+GPU_COLUMNS = [
+    Column("GPU", "name", str, "left", wrap=False),
+    Column("GB", "memory_gb", lambda v: f"{v:g}", wrap=False),
+    Column("BF16", "peak_flops_per_s", _tflops("bf16"), wrap=False),
+    Column("FP16", "peak_flops_per_s", _tflops("fp16"), wrap=False),
+    Column("FP8", "peak_flops_per_s", _tflops("fp8"), wrap=False),
+    Column("TF32", "peak_flops_per_s", _tflops("tf32"), wrap=False),
+    Column("$/GPU-h", "usd_per_gpu_hour", lambda v: f"{v:.2f}", wrap=False),
+]
+
+
+@app.command("gpus")
+def gpus_command(
+    names: Annotated[Optional[list[str]], typer.Argument(help="GPU names or aliases to show in full (default: the whole catalog).", autocompletion=complete.gpus, show_default=False)] = None,
+    fmt: FormatOption = OutputFormat.table,
+    as_json: JsonOption = False,
+) -> None:
+    """List the GPU catalog: dense peak TFLOP/s per dtype, memory, indicative price and sources.
+
+    Example:
+
+        scalecalc gpus
+        scalecalc gpus h100 --json
+    """
+    from scalecalc.hardware import get_gpu, load_catalog
+
+    fmt = resolve_format(fmt, as_json)
+    gpus = [get_gpu(n, "NAME") for n in names] if names else list(load_catalog().values())
+    rows = [_gpu_row(g) for g in gpus]
+    if fmt is not OutputFormat.table or not names:
+        emit(rows, GPU_COLUMNS, fmt, title="GPU catalog: memory (GB), dense peak TFLOP/s per dtype, indicative price",
+             caption="$/GPU-h '-': no catalog price; give --usd-per-gpu-hour. `scalecalc gpus NAME` shows the sources.")
+        return
+    from scalecalc.cli.common import wrap_line
+
+    out = []
+    for r in rows:
+        peaks = ", ".join(f"{k} {v / 1e12:,.1f}" for k, v in r["peak_flops_per_s"].items())
+        price = "none (give --usd-per-gpu-hour)" if r["usd_per_gpu_hour"] is None else f"${r['usd_per_gpu_hour']:.2f}/GPU-hour ({r['price_source']})"
+        out += [f"{r['name']}: {r['title']}", wrap_line(f"  Aliases: {', '.join(r['aliases']) or '-'}"),
+                f"  Memory: {r['memory_gb']:g} GB; training dtype {r['default_dtype']}",
+                wrap_line(f"  Dense peak TFLOP/s: {peaks}"), wrap_line(f"  Price: {price}"),
+                wrap_line(f"  Source: {r['source']}"), ""]
+    sys.stdout.write("\n".join(out).rstrip() + "\n")
+
+
+def _print_law_details(rows: list[dict]) -> None:
+    from scalecalc.cli.common import wrap_line
+
+    out = []
+    for row in rows:
+        out.append(wrap_line(f"{row['name']}: {row['title']}"))
+        for label, key in (("Form", "form"), ("FLOP convention", "flops_convention"),
+                           ("N counts", "params_kind"), ("Source", "source")):
+            out.append(wrap_line(f"  {label}: {row[key]}"))
+        if row["exponent_a"] == row["exponent_a"]:
+            out.append(f"  Compute-optimal exponent a = {row['exponent_a']:.4f}; D/N at 1e24 FLOPs = {row['tokens_per_param_1e24']:.1f}")
+        out.append(wrap_line("  Constants: " + ", ".join(f"{k} = {v:.6g}" for k, v in row["constants"].items())))
+        for key, (lo, hi) in row["fitted_range"].items():
+            out.append(f"  Fitted {key} range: {lo:.3g} to {hi:.3g}")
+        if row["bootstrap_replicates"]:
+            out.append(f"  Bootstrap replicates: {row['bootstrap_replicates']} (95% intervals in plan)")
+        out += [wrap_line(f"  Note: {w}") for w in row["warnings"]]
+        out.append("")
+    sys.stdout.write("\n".join(out).rstrip() + "\n")
 
 
 @app.command("formula")
 def formula_command(
-    law: Annotated[str, typer.Argument(help="Built-in law name or a law YAML file.")],
+    law: Annotated[str, typer.Argument(help="Built-in law name or a law YAML file.", autocompletion=complete.laws)],
     latex: Annotated[bool, typer.Option("--latex", help="Print LaTeX instead of unicode.")] = False,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
@@ -340,8 +500,11 @@ def formula_command(
     from scalecalc.formula import describe
     from scalecalc.laws import load_law
 
+    fmt = resolve_format(fmt, as_json)
+    if fmt is OutputFormat.csv:  # a formula is text, not rows: refuse rather than print JSON
+        raise UsageError("--format csv: formula prints text or JSON; use --format table or --format json")
     info = describe(load_law(law, "LAW"), latex=latex)
-    if resolve_format(fmt, as_json) is not OutputFormat.table:
+    if fmt is OutputFormat.json:
         from scalecalc.cli.common import dumps_json
 
         sys.stdout.write(dumps_json(info) + "\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalecalc.errors import DataError, NotEnoughData, UsageError
+from scalecalc.errors import DataError, MissingInput, NotEnoughData, UsageError
 
 # Normalised header -> role. Headers are lower-cased with '_' and '-' read as spaces.
 ALIASES = {
@@ -158,7 +158,7 @@ def _read_text(path) -> str:
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file; give the path of a CSV, TSV or JSONL file of runs")
+        raise MissingInput(f"{path}: no such file; give the path of a CSV, TSV or JSONL file of runs")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read it ({exc}); give a UTF-8 CSV, TSV or JSONL file")
 

@@ -13,6 +13,7 @@ calibrate_app = typer.Typer(
     help="Train tiny GPT sweeps on your data and hardware, re-estimate the scaling constants "
          "(N_c, alpha_N, B*, alpha_B, S_c, alpha_S; E, A, B, alpha, beta) and write a law file.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help renders as written (see scalecalc.cli.base)
 )
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Results folder (created; holds "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from typing import Annotated, Optional
 
 import typer
@@ -104,7 +106,8 @@ def run(
     if dry_run:
         rows = sweep.plan_sweep(rec, device=device, out_dir=out, data=data, tokenizer=tokenizer,
                                 threads=threads)
-        _render_plan(rows, rec.name, fmt)
+        _render_plan(rows, rec, fmt, out=out, device=device, threads=threads, data=data,
+                     tokenizer=tokenizer)
         return
     console = stderr_console()
     with _ProgressView(console) as view:
@@ -118,20 +121,48 @@ def run(
         raise typer.Exit(130)
 
 
-def _render_plan(rows, recipe: str, fmt: OutputFormat) -> None:
+def minutes(seconds: float | None) -> str:
+    """An estimate in plain minutes ("23.9 min"), never an ambiguous "23:53"."""
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _render_plan(rows, rec, fmt: OutputFormat, *, out, device: str, threads, data, tokenizer) -> None:
+    """The dry run: the setup, one line per run, the estimate in minutes and what to run next."""
     from dataclasses import asdict
+
+    from scalecalc.cli.common import output_width, wrap_line
 
     dicts = [asdict(r) for r in rows]
     total = sum(r.seconds or 0 for r in rows)
-    emit(dicts, [
-        Column("run", "run_id", justify="left"), Column("sweep", "sweep", justify="left"),
-        Column("layers", "n_layer"), Column("d_model", "d_model"),
-        Column("batch", "batch_size"), Column("lr", "lr", lambda x: f"{x:g}"),
-        Column("N", "N", format_count), Column("N_non_emb", "N_non_embedding", format_count),
-        Column("D", "D", format_count), Column("FLOPs", "C", format_sci),
-        Column("steps", "steps"), Column("D/N", "tokens_per_param", lambda x: f"{x:.3g}"),
-        Column("est. time", "seconds", hms), Column("status", "status", justify="left"),
-    ], fmt, title=f"{recipe}: {len(rows)} runs, estimated {hms(total)} in all", single=False)
+    columns = [
+        Column("run", "run_id", lambda v: v[:8], justify="left", wrap=False),
+        Column("sweep", "sweep", justify="left", wrap=False),
+        Column("layers", "n_layer", wrap=False), Column("d_model", "d_model", wrap=False),
+        Column("batch", "batch_size", wrap=False), Column("lr", "lr", lambda x: f"{x:.2g}", wrap=False),
+        Column("N", "N", format_count, wrap=False), Column("D", "D", format_count, wrap=False),
+        Column("FLOPs", "C", lambda v: format_sci(v, 1), wrap=False),
+        Column("steps", "steps", wrap=False), Column("est.", "seconds", minutes, wrap=False),
+        Column("status", "status", justify="left", wrap=False),
+    ]
+    if output_width() < 100:  # the run id and sweep name are in --format json/csv
+        columns = [c for c in columns if c.key not in ("sweep", "status")]
+    first = rec.runs()[0] if rec.runs() else None
+    setup = {
+        "data": ", ".join(data) if data else ", ".join(first.data) if first and first.data else "Python standard library source (default)",
+        "tokenizer": tokenizer or (first.tokenizer if first else "bytes"),
+        "context": first.seq_len if first else None, "device": device,
+        "threads": threads if threads else "torch default", "out": str(out),
+    }
+    emit(dicts, columns, fmt, title=(
+        f"{rec.name}: {len(rows)} runs, estimated {total / 60:.1f} minutes in all (measured on {device})"
+        if fmt is OutputFormat.table else None))
+    if fmt is OutputFormat.table:
+        lines = [f"Data: {setup['data']}; tokenizer {setup['tokenizer']}; context {setup['context']} tokens",
+                 f"Device: {setup['device']}; threads: {setup['threads']}; results go to {setup['out']}/results.sqlite",
+                 "Next: scalecalc calibrate run " + (rec.path or rec.name) + f" --out {setup['out']}",
+                 f"      scalecalc calibrate status {setup['out']}",
+                 f"      scalecalc calibrate fit {setup['out']}"]
+        sys.stdout.write("\n".join(wrap_line(line, "      ") for line in lines) + "\n")
 
 
 def _render_summary(summary, fmt: OutputFormat) -> None:
