@@ -60,8 +60,7 @@ def run(
     array_parallelism: Annotated[Optional[int], typer.Option(
         "--array-parallelism", help="Slurm: at most this many array tasks at once.")] = None,
     sbatch_flag: Annotated[Optional[list[str]], typer.Option(
-        "--sbatch-flag", help="Slurm: an extra sbatch flag, e.g. --sbatch-flag=--qos=low "
-        "(repeatable).")] = None,
+        "--sbatch-flag", help="Slurm: one more sbatch flag, passed through; repeatable.")] = None,
     shared_dir: Annotated[Optional[str], typer.Option(
         "--shared-dir", help="Ray or Slurm: a folder every node sees, for checkpoints (a retried "
         "run resumes; without it, it restarts from step 0).")] = None,
