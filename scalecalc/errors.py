@@ -61,6 +61,10 @@ class DataError(ScalecalcError):
     """Input data (runs CSV, corpus, store) that is missing, empty or invalid."""
 
 
+class MalformedRuns(UsageError):
+    """A runs file whose structure is wrong (e.g. tokens decreasing within a run): exit 2."""
+
+
 class NotEnoughData(DataError):
     """Too few points or runs to fit the requested form."""
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from scalecalc.errors import DataError, MissingDependency, UnknownName, UsageError  # noqa: E402
+from scalecalc.errors import DataError, MissingDependency, MissingInput, UnknownName, UsageError  # noqa: E402
 from scalecalc.calibration.data import (  # noqa: E402
     TokenData,
     default_val_tokens,
@@ -172,7 +172,7 @@ def test_npy_integer_array_and_wide_vocab(tmp_path):
 
 
 def test_missing_path_names_data(tmp_path):
-    with pytest.raises(DataError, match=r"--data: .*nope\.txt does not exist"):
+    with pytest.raises(MissingInput, match=r"--data: .*nope\.txt does not exist"):  # exit 2 (issue 8)
         load_corpus([str(tmp_path / "nope.txt")])
     with pytest.raises(DataError, match="matched no files"):
         load_corpus([str(tmp_path / "*.none")])

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from scalecalc.errors import StoreError
+from scalecalc.errors import MissingInput, StoreError
 from scalecalc.calibration.store import Point, RunRecord, Store
 
 
@@ -99,8 +99,11 @@ def test_run_records_follow_the_contract(tmp_path):
 
 
 def test_missing_and_foreign_stores_are_refused(tmp_path):
-    with pytest.raises(StoreError, match="no results store here"):
+    with pytest.raises(MissingInput, match="nothing: no such folder"):  # exit 2 (issue 8)
         Store(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="no results store here"):
+        Store(tmp_path / "empty")
     _queue(tmp_path, 1)
     db = sqlite3.connect(tmp_path / "results.sqlite")
     db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (json.dumps(99),))

@@ -176,8 +176,8 @@ def _bad(tmp_path, name, text):
      "Error: --name: 'My Law' must use only lower-case letters, digits, '.', '_' and '-', starting "
      "with a letter or digit (e.g. 'my-law')"),
     (lambda t: _bad(t, "ok.csv", "N,D,loss\n1e8,2e9,3\n"), ["--form", "quadratic"], 2,
-     "Error: Invalid value for '--form': 'quadratic' is not one of 'chinchilla', 'isoflop', "
-     "'envelope', 'kaplan'."),
+     "Error: Invalid value for '--form': 'quadratic' is not one of 'chinchilla', 'gadre', "
+     "'muennighoff', 'auto', 'isoflop', 'envelope', 'kaplan'."),
 ])
 def test_bad_inputs_give_one_error_line(tmp_path, make, extra, code, line):
     f = make(tmp_path)

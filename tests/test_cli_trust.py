@@ -341,3 +341,19 @@ def test_deepseek_v2_keys_are_refused_by_name():
     for key in ("n_routed_experts", "n_shared_experts", "first_k_dense_replace", "kv_lora_rank",
                 "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
         assert key in r.stderr
+
+
+# -- defect 9: man pages are found the way the README says -------------------------------------
+
+def test_man_pages_are_found_with_the_readme_manpath():
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    assert 'export MANPATH="$PWD/man:"' in readme and "torch's CPU-only build" in readme
+    assert os.path.exists(os.path.join(root, "man", "man1", "scalecalc-plan.1"))
+    if shutil.which("man") is None:
+        pytest.skip("no man(1) on this machine")
+    r = subprocess.run(["man", "-w", "scalecalc-plan"], capture_output=True, text=True, cwd=root,
+                       env={**os.environ, "MANPATH": os.path.join(root, "man") + ":"})
+    assert r.returncode == 0 and r.stdout.strip().endswith("man/man1/scalecalc-plan.1"), r.stderr

@@ -37,7 +37,7 @@ def test_every_builtin_law_loads_and_cites_a_source():
 
 def test_user_law_file_plans(tmp_path):
     path = _write(tmp_path, GOOD)
-    row = run_json("plan", "--compute", "1e22", "--law", str(path))
+    (row,) = run_json("plan", "--compute", "1e22", "--law", str(path))["rows"]
     assert row["law"] == "mylaw"
     assert row["compute"] == pytest.approx(6 * row["params"] * row["tokens"])
 
@@ -103,7 +103,7 @@ def test_bootstrap_replicates_give_intervals(tmp_path):
     data["bootstrap"] = boot
     path = tmp_path / "boot.yaml"
     path.write_text(yaml.safe_dump(data))
-    row = run_json("plan", "--compute", "1e22", "--law", str(path))
+    (row,) = run_json("plan", "--compute", "1e22", "--law", str(path))["rows"]
     lo, hi = row["params_ci"]
     assert lo < row["params"] < hi
     assert row["loss_ci"][0] < row["loss"] < row["loss_ci"][1]

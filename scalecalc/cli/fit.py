@@ -21,6 +21,9 @@ from scalecalc.quantities import format_count, format_sci
 
 class Form(str, Enum):
     chinchilla = "chinchilla"
+    gadre = "gadre"
+    muennighoff = "muennighoff"
+    auto = "auto"
     isoflop = "isoflop"
     envelope = "envelope"
     kaplan = "kaplan"
@@ -33,7 +36,9 @@ class Objective(str, Enum):
 
 
 class Interp(str, Enum):
+    auto = "auto"
     parabola = "parabola"
+    local = "local"
     akima = "akima"
 
 
@@ -49,7 +54,11 @@ DEFAULT_BUDGETS = ("1e21", "1e23", "1e25")
 @app.command("fit")
 def fit_command(
     file: Annotated[str, typer.Argument(help="Runs as CSV, TSV or JSONL ('-' reads stdin).", show_default=False)],
-    form: Annotated[Form, typer.Option("--form", case_sensitive=False, help="chinchilla (approach 3), isoflop (approach 2), envelope (approach 1) or kaplan.")] = Form.chinchilla,
+    form: Annotated[Form, typer.Option("--form", case_sensitive=False, help="chinchilla (approach 3), gadre (Gadre et al. 2024: alpha = beta), muennighoff (repeated data; needs unique_tokens), auto (the one of chinchilla, gadre with the lowest held-out error), isoflop (approach 2), envelope (approach 1) or kaplan.")] = Form.chinchilla,
+    holdout: Annotated[str, typer.Option("--holdout", help="Held-out runs to predict: auto (the largest size when 4+ sizes), largest, K largest sizes, a filter such as 'params > 1e9', or none.")] = "auto",
+    fix: Annotated[Optional[list[str]], typer.Option("--fix", help="Hold a constant fixed: NAME=VALUE, e.g. alpha=0.34 (repeatable).")] = None,
+    prior: Annotated[Optional[list[str]], typer.Option("--prior", help="Gaussian prior on a constant: NAME=MEAN±SD (or +-), e.g. E=1.8±0.1 (repeatable).")] = None,
+    compare_forms: Annotated[bool, typer.Option("--compare-forms", help="Also fit chinchilla and gadre and report their held-out errors side by side.")] = False,
     objective: Annotated[Objective, typer.Option("--objective", case_sensitive=False, help="Penalty on log-loss residuals, summed over points.")] = Objective.huber,
     delta: Annotated[float, typer.Option("--delta", help="Huber threshold in log loss (Hoffmann et al.: 1e-3).")] = 1e-3,
     grid: Annotated[str, typer.Option("--grid", help="Starting points: full (Hoffmann's 4500 for chinchilla), coarse, or a count.")] = "full",
@@ -66,7 +75,7 @@ def fit_command(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the fitted law as YAML (atomically) for `scalecalc plan --law`.")] = None,
     name: Annotated[str, typer.Option("--name", help="Name of the written law ([a-z0-9._-]).")] = "fitted",
     plot: Annotated[Optional[str], typer.Option("--plot", help="Save a figure (needs the plot extra).")] = None,
-    interp: Annotated[Interp, typer.Option("--interp", case_sensitive=False, help="isoflop: parabola in log N (Hoffmann) or akima (Porian).")] = Interp.parabola,
+    interp: Annotated[Interp, typer.Option("--interp", case_sensitive=False, help="isoflop: auto (an asymmetry test picks parabola or local), parabola in log N (Hoffmann), local (a parabola weighted about the lowest point) or akima (Porian).")] = Interp.auto,
     seed_noise: Annotated[float, typer.Option("--seed-noise", min=0, help="isoflop bootstrap: std of noise added to log loss (Porian: 0.002).")] = 0.002,
     irreducible: Annotated[bool, typer.Option("--irreducible", help="kaplan: add an irreducible term E.")] = False,
     kaplan_vars: Annotated[KaplanVars, typer.Option("--kaplan-vars", case_sensitive=False, help="kaplan: L(N) eq 1.1, L(D) eq 1.2 or L(N, D) eq 1.5.")] = KaplanVars.N,
@@ -79,7 +88,8 @@ def fit_command(
     Example:
 
         scalecalc fit runs.csv --drop-top-loss 5 --bootstrap 1000 -o mylaw.yaml
-        scalecalc fit isoflop.csv --form isoflop --interp akima --json
+        scalecalc fit runs.csv --holdout 'params > 2e9' --compare-forms -b 200
+        scalecalc fit isoflop.csv --form isoflop --json
         scalecalc plan --compute 1e23 --law mylaw.yaml
     """
     from scalecalc.fit import fit_law, read_runs
@@ -93,6 +103,11 @@ def fit_command(
     get_convention(flops, "--flops")
     check_grid(grid)
     check_where(where or [])
+    from scalecalc.fit.constraints import parse_constraints
+    from scalecalc.fit.holdout import check_spec
+
+    check_spec(holdout)
+    parse_constraints(fix or [], prior or [])
     if output:
         check_name(name)
     budgets = parse_values(list(budget or DEFAULT_BUDGETS), "--budget")
@@ -102,7 +117,8 @@ def fit_command(
     result = fit_law(runs, form.value, objective=objective.value, delta=delta, grid=grid,
                      bootstrap=bootstrap, seed=seed, budgets=budgets, workers=workers,
                      interp=interp.value, seed_noise=seed_noise, irreducible=irreducible,
-                     kaplan_vars=kaplan_vars.value)
+                     kaplan_vars=kaplan_vars.value, holdout=holdout, fix=fix or [],
+                     prior=prior or [], compare_forms=compare_forms, progress=_progress())
     if output:
         from scalecalc.fit.lawfile import write_law
 
@@ -114,6 +130,18 @@ def fit_command(
 
         announce_written(plot_fit(result, plot))
     _render(result, runs, resolve_format(fmt, as_json), output)
+
+
+def _progress():
+    """A progress callback that writes to stderr only when a person is watching (a TTY)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(stage, done, total):
+        sys.stderr.write(f"\r{stage}: {done}/{total}" + ("\n" if done >= total else ""))
+        sys.stderr.flush()
+
+    return report
 
 
 def _ci(v) -> str:
@@ -171,9 +199,46 @@ def _render(result, runs, fmt: OutputFormat, output) -> None:
         cols = [c for c in ALLOCATION_COLUMNS
                 if any(row.get(c.key) is not None for row in result.derived)]
         print_table(list(result.derived), cols, title=title)
+    _render_holdout(data.get("holdout"))
+    if data.get("comparison"):
+        print_table(data["comparison"], COMPARISON_COLUMNS,
+                    title="Forms compared by held-out error (lowest is chosen by --form auto)")
     if output:
         sys.stderr.write(f"wrote {output}\n")
     print_warnings(result.warnings)
+
+
+HOLDOUT_COLUMNS = [
+    Column("N", "params", format_count),
+    Column("D (tokens)", "tokens", format_count),
+    Column("Actual", "loss", lambda v: f"{v:.4f}"),
+    Column("Predicted", "predicted", lambda v: f"{v:.4f}"),
+    Column("Error", "rel_error", lambda v: f"{v:+.2%}"),
+    Column("95% interval", "interval", lambda v: f"{v[0]:.4f}–{v[1]:.4f}"),
+    Column("Covered", "covered", lambda v: "yes" if v else "NO"),
+]
+COMPARISON_COLUMNS = [
+    Column("Form", "form", str, "left"),
+    Column("Free", "free_constants", str),
+    Column("Residual RMS", "residual_rms", lambda v: f"{v:.4g}"),
+    Column("Held-out mean |error|", "holdout_mean_abs_rel_error", lambda v: f"{v:.2%}"),
+    Column("Covered", "covered", str),
+    Column("Chosen", "chosen", lambda v: "*" if v else ""),
+]
+
+
+def _render_holdout(block) -> None:
+    if not block:
+        return
+    cov = (f", intervals cover {block['covered']} of {block['n_held_out']}"
+           if "covered" in block else " (intervals need --bootstrap)")
+    title = (f"Held-out check ({block['selection']}): fitted on {block['n_train']} runs up to "
+             f"N = {format_count(block['train_params_max'])}, mean |error| "
+             f"{block['mean_abs_rel_error']:.2%}{cov}")
+    rows = block["runs"]
+    shown = rows if len(rows) <= 20 else sorted(rows, key=lambda r: -abs(r["rel_error"]))[:20]
+    cols = [c for c in HOLDOUT_COLUMNS if any(r.get(c.key) is not None for r in shown)]
+    print_table(shown, cols, title=title + ("" if len(rows) <= 20 else " (20 largest errors)"))
 
 
 def _objective_label(result) -> str:

@@ -6,13 +6,15 @@ from scalecalc.errors import UsageError
 from scalecalc.fit.objectives import OBJECTIVES
 from scalecalc.fit.result import FitResult
 
-FORMS = ("chinchilla", "isoflop", "envelope", "kaplan")
+FORMS = ("chinchilla", "gadre", "muennighoff", "auto", "isoflop", "envelope", "kaplan")
+PARAMETRIC = ("chinchilla", "gadre", "muennighoff", "kaplan", "auto")
 
 
 def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: float = 1e-3,
             grid=None, bootstrap: int = 0, seed: int = 0, budgets=None, workers=None,
-            interp: str = "parabola", seed_noise: float = 0.002, irreducible: bool = False,
-            kaplan_vars: str = "N", n_grid: int = 250) -> FitResult:
+            interp: str = "auto", seed_noise: float = 0.002, irreducible: bool = False,
+            kaplan_vars: str = "N", n_grid: int = 250, holdout: str = "auto", fix=(),
+            prior=(), compare_forms: bool = False, progress=None) -> FitResult:
     """Fit a scaling law of the given form to runs.
 
     Parameters
@@ -37,12 +39,26 @@ def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: 
         FLOP budgets C at which derived N*, D*, loss (with intervals) are reported.
     workers : int, optional
         Processes for the bootstrap (default: all cores).
-    interp : {'parabola', 'akima'}
-        isoflop curve model: a parabola in log N (Hoffmann et al.) or Akima (Porian et al.).
+    interp : {"auto", "parabola", "local", "akima"}
+        isoflop curve model: auto (chosen per budget by an asymmetry test), a parabola in log N
+        (Hoffmann et al.), a local parabola about the lowest point, or Akima (Porian et al.).
     seed_noise : float
         isoflop bootstrap: std of Gaussian noise added to log loss (Porian et al. noise_low).
     n_grid : int
         envelope: number of log-spaced FLOP values (Hoffmann et al. used 1500).
+    holdout : str
+        Parametric forms: ``auto`` (the largest size when there are 4+ sizes), ``largest``, a
+        number of largest sizes, a filter such as ``'params > 1e9'``, or ``none``. The result's
+        ``holdout`` block reports each held-out run's predicted and actual loss
+        (:mod:`scalecalc.fit.holdout`).
+    fix, prior : sequences of str
+        ``NAME=VALUE`` constants held fixed; ``NAME=MEAN±SD`` Gaussian priors
+        (:mod:`scalecalc.fit.constraints`).
+    compare_forms : bool
+        Also fit the other candidate forms (chinchilla, gadre) and report them side by side in
+        the result's ``comparison``; ``form='auto'`` keeps the one with the lowest held-out error.
+    progress : callable(stage, done, total), optional
+        Called as stages (fit, bootstrap, holdout) finish.
     """
     form = str(form).lower()
     if objective not in OBJECTIVES:
@@ -52,14 +68,17 @@ def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: 
         raise UsageError(f"--delta: {delta} must be > 0")
     if bootstrap < 0:
         raise UsageError(f"--bootstrap: {bootstrap} must be >= 0")
-    if form in ("chinchilla", "kaplan"):
-        from scalecalc.fit import models
-        from scalecalc.fit.parametric import fit_parametric
+    if form in PARAMETRIC:
+        from scalecalc.fit.constraints import parse_constraints
+        from scalecalc.fit.select import fit_forms
 
-        model = models.Chinchilla() if form == "chinchilla" else models.kaplan_model(kaplan_vars,
-                                                                                       irreducible)
-        return fit_parametric(runs, model, objective=objective, delta=delta, grid=grid,
-                              bootstrap=bootstrap, seed=seed, budgets=budgets, workers=workers)
+        return fit_forms(runs, form, constraints=parse_constraints(fix, prior), holdout=holdout,
+                         compare=compare_forms, objective=objective, delta=delta, grid=grid,
+                         bootstrap=bootstrap, seed=seed, budgets=budgets, workers=workers,
+                         irreducible=irreducible, kaplan_vars=kaplan_vars, progress=progress)
+    if fix or prior:
+        raise UsageError(f"--fix/--prior: only for the parametric forms (chinchilla, gadre, "
+                         f"kaplan), not --form {form}")
     if form == "isoflop":
         from scalecalc.fit.isoflop import fit_isoflop
 

@@ -51,15 +51,29 @@ def _chunk(args):
     return out, nfev
 
 
-def bootstrap_parametric(model, X, y, starts, *, K, seed, objective, delta, workers=None):
-    """Refit K resamples; returns (thetas (K, P), total nfev)."""
-    counts = resample_counts(y.size, K, seed)
+def bootstrap_parametric(model, X, y, starts, *, K, seed, objective, delta, workers=None,
+                         counts=None, progress=None):
+    """Refit K resamples; returns (thetas (K, P), total nfev).
+
+    ``counts`` (K, n) gives each replicate's point weights (default: rows resampled with
+    replacement); ``progress("bootstrap", done, K)`` is called as chunks finish.
+    """
+    if counts is None:
+        counts = resample_counts(y.size, K, seed)
     workers = os.cpu_count() or 1 if workers is None else max(1, int(workers))
     if K < INLINE_BELOW or workers == 1:
-        return _chunk((model, X, y, counts, starts, objective, delta))
+        out = _chunk((model, X, y, counts, starts, objective, delta))
+        if progress:
+            progress("bootstrap", K, K)
+        return out
     n_chunks = min(K, 4 * workers)  # a few chunks per worker evens out slow chunks
     parts = np.array_split(np.arange(K), n_chunks)
     jobs = [(model, X, y, counts[p], starts, objective, delta) for p in parts]
+    results, done = [], 0
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(_chunk, jobs))
+        for p, r in zip(parts, pool.map(_chunk, jobs)):
+            results.append(r)
+            done += len(p)
+            if progress:
+                progress("bootstrap", done, K)
     return np.concatenate([r[0] for r in results]), sum(r[1] for r in results)

@@ -16,6 +16,53 @@ def too_few_points(n: int, n_free: int) -> list[str]:
     return []
 
 
+SIZE_GAP_DEX = 0.01       # model sizes within 2% are one size (extracted data jitters)
+WIDE_INTERVAL = 0.5        # an exponent whose 95% interval is wider than 50% of it is loose
+CORRELATED = 0.95          # |correlation| of two bootstrap exponents above this: not separable
+
+
+def model_sizes(params) -> np.ndarray:
+    """Size label per row: distinct model sizes, rows within 0.01 dex of each other merged."""
+    lp = np.log10(np.asarray(params, float))
+    order = np.argsort(lp, kind="stable")
+    label = np.empty(lp.size, int)
+    label[order] = np.concatenate([[0], np.cumsum(np.diff(lp[order]) > SIZE_GAP_DEX)])
+    return label
+
+
+def too_few_sizes(runs, n_free: int) -> list[str]:
+    n = int(model_sizes(runs.params).max()) + 1 if len(runs) else 0
+    if n < n_free:
+        return [f"only {n} distinct model sizes for {n_free} free constants; the exponents are "
+                "pinned by few sizes (try --form gadre, --fix or --prior)"]
+    return []
+
+
+def poorly_identified(samples: dict) -> list[str]:
+    """Exponents with wide bootstrap intervals, or pairs of constants strongly correlated."""
+    out = []
+    for name in ("alpha", "beta"):
+        s = np.asarray(samples.get(name, []), float)
+        s = s[np.isfinite(s)]
+        if s.size > 10:
+            lo, hi = np.percentile(s, [2.5, 97.5])
+            mid = np.median(s)
+            if mid > 0 and (hi - lo) > WIDE_INTERVAL * mid:
+                out.append(f"{name} is poorly identified: 95% interval {lo:.3g}-{hi:.3g} around "
+                           f"{mid:.3g}; extrapolations are uncertain (try --form gadre or --prior)")
+    names = [n for n in ("E", "alpha", "beta") if n in samples]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            x, y = np.asarray(samples[a], float), np.asarray(samples[b], float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.sum() > 10 and np.std(x[ok]) > 0 and np.std(y[ok]) > 0:
+                r = float(np.corrcoef(x[ok], y[ok])[0, 1])
+                if abs(r) > CORRELATED:
+                    out.append(f"{a} and {b} are strongly correlated across the bootstrap "
+                               f"(r = {r:.2f}); the data pin only a combination of them")
+    return out
+
+
 def short_spans(runs, uses) -> list[str]:
     out = []
     for role, label in (("params", "N"), ("tokens", "D")):

@@ -34,12 +34,54 @@ def group_budgets(runs, gap_dex: float = BUDGET_GAP_DEX):
     return [(float(10 ** lc[g].mean()), order[g]) for g in np.split(np.arange(lc.size), cuts)]
 
 
+INTERPS = ("auto", "parabola", "local", "akima")
+ASYMMETRY_F = 10.0     # F statistic of the cubic term above which a profile counts as asymmetric
+LOCAL_WIDTH_DEX = 0.5  # std (decades of N) of the Gaussian weights of the local parabola
+
+
+def choose_interp(curves) -> str:
+    """``auto``: the estimator for a sweep, chosen by the data (docs/reference.md §2.5).
+
+    ``curves`` lists (log N, log loss) per budget. A parabola in log N is unbiased for a
+    symmetric profile and the least noisy estimator; a profile spanning decades of N is
+    asymmetric (Chinchilla-form L(N, D) rises faster on one side) and the parabola then moves
+    the minimum. The check is an F test pooled over budgets with 6+ sizes: does a cubic term
+    reduce the residual sum of squares by more than ``ASYMMETRY_F`` times the cubic fits'
+    residual variance? If so, every budget uses the ``local`` parabola (Gaussian weights of
+    0.5 decades about the lowest point), else the plain parabola. One choice for all budgets,
+    because mixing estimators across budgets bends the fitted N*(C).
+    """
+    gain = resid = 0.0
+    tests = dof = 0
+    for x, ylog in curves:
+        if np.unique(x).size < 6:
+            continue
+        xm = x - x.mean()
+        rss2 = float(np.sum((np.polyval(np.polyfit(xm, ylog, 2), xm) - ylog) ** 2))
+        rss3 = float(np.sum((np.polyval(np.polyfit(xm, ylog, 3), xm) - ylog) ** 2))
+        gain, resid, tests, dof = gain + rss2 - rss3, resid + rss3, tests + 1, dof + x.size - 4
+    if tests == 0 or dof < 1:
+        return "parabola"
+    F = (gain / tests) / max(resid / dof, 1e-300)
+    return "local" if F > ASYMMETRY_F else "parabola"
+
+
 def curve_minimum(x, ylog, interp: str = "parabola"):
     """argmin and min of log loss along one IsoFLOP curve; (nan, nan, reason) if unusable."""
     ux = np.unique(x)
     if ux.size < MIN_SIZES:
         return np.nan, np.nan, f"only {ux.size} distinct sizes"
-    if interp == "parabola":
+    if interp == "auto":
+        interp = choose_interp([(x, ylog)])
+    if interp == "local":
+        x0 = x[int(np.argmin(ylog))]
+        w = np.exp(-0.5 * ((x - x0) / (LOCAL_WIDTH_DEX * np.log(10))) ** 2)
+        c2, c1, c0 = np.polyfit(x - x0, ylog, 2, w=np.sqrt(w))
+        if not c2 > 0:
+            return np.nan, np.nan, "the parabola opens downwards"
+        xs = x0 - c1 / (2 * c2)
+        ys = c0 - c1 * c1 / (4 * c2)
+    elif interp == "parabola":
         xm = x.mean()
         c2, c1, c0 = np.polyfit(x - xm, ylog, 2)
         if not c2 > 0:
@@ -57,7 +99,7 @@ def curve_minimum(x, ylog, interp: str = "parabola"):
             return np.nan, np.nan, "the minimum is at the edge of the sampled sizes"
         xs, ys = grid[j], vals[j]
     else:
-        raise UsageError(f"--interp: {interp!r} is not parabola or akima")
+        raise UsageError(f"--interp: {interp!r} is not {', '.join(INTERPS)}")
     if not (ux[0] < xs < ux[-1]):
         return np.nan, np.nan, "the minimum is at the edge of the sampled sizes"
     return xs, ys, ""
@@ -70,19 +112,27 @@ def _minima(runs, groups, interp, noise=None):
     lnN, lnD, lnL = np.log(runs.params), np.log(runs.tokens), np.log(runs.loss)
     if noise is not None:
         lnL = lnL + noise
+    per_budget = [interp] * len(groups) if isinstance(interp, str) else interp
     for i, (_, idx) in enumerate(groups):
-        xn, yn, why = curve_minimum(lnN[idx], lnL[idx], interp)
-        xd, _, why_d = curve_minimum(lnD[idx], lnL[idx], interp)
+        xn, yn, why = curve_minimum(lnN[idx], lnL[idx], per_budget[i])
+        xd, _, why_d = curve_minimum(lnD[idx], lnL[idx], per_budget[i])
         out[i] = (xn, xd, yn)
         reasons.append(why or why_d)
     return out, reasons
 
 
-def fit_isoflop(runs, *, interp="parabola", bootstrap=0, seed=0, budgets=None,
+def fit_isoflop(runs, *, interp="auto", bootstrap=0, seed=0, budgets=None,
                 seed_noise=0.002) -> FitResult:
     """IsoFLOP fit (approach 2). See the module docstring for the method."""
+    if interp not in INTERPS:
+        raise UsageError(f"--interp: {interp!r} is not {', '.join(INTERPS)}")
     groups = group_budgets(runs)
-    mins, reasons = _minima(runs, groups, interp)
+    chosen = interp
+    if interp == "auto":  # choose once on the data; bootstrap replicates reuse the choice
+        lnN, lnL = np.log(runs.params), np.log(runs.loss)
+        chosen = choose_interp([(lnN[idx], lnL[idx]) for _, idx in groups])
+    per_budget = [chosen] * len(groups) if isinstance(chosen, str) else chosen
+    mins, reasons = _minima(runs, groups, chosen)
     keep = np.array([not why for why in reasons])
     warnings = [f"budget C = {C:.3g} dropped: {why}" for (C, _), why in zip(groups, reasons) if why]
     if keep.sum() < 2:
@@ -93,7 +143,7 @@ def fit_isoflop(runs, *, interp="parabola", bootstrap=0, seed=0, budgets=None,
     sigma = np.ones((len(groups), 2))
     reps = None
     if bootstrap:
-        reps, sigma, boot_warn = _bootstrap(runs, groups, interp, int(bootstrap), seed, seed_noise)
+        reps, sigma, boot_warn = _bootstrap(runs, groups, chosen, int(bootstrap), seed, seed_noise)
         warnings += boot_warn
         keep &= np.all(np.isfinite(sigma), axis=1)
     k = keep
@@ -110,12 +160,14 @@ def fit_isoflop(runs, *, interp="parabola", bootstrap=0, seed=0, budgets=None,
         warnings.append(f"a + b = {a + b:.3f} differs from 1; N*·D* does not scale like C")
     minima = [{"compute": float(Cb[i]), "params": float(np.exp(mins[i, 0])),
                "tokens": float(np.exp(mins[i, 1])), "loss": float(np.exp(mins[i, 2])),
-               "n_points": int(len(groups[i][1])), "used": bool(k[i])} for i in range(len(groups))]
+               "n_points": int(len(groups[i][1])), "used": bool(k[i]), "interp": per_budget[i]}
+              for i in range(len(groups))]
+    how = interp if interp != "auto" else f"auto ({chosen}: an asymmetry test, see --interp)"
     return FitResult(
         form="isoflop", params=consts, success=True, message="weighted least squares",
         nfev=len(groups) * (1 + int(bootstrap)), n_points=n_used, objective=objN,
         residual_rms=float(np.sqrt(np.mean(resN ** 2))),
-        method=f"IsoFLOP minima by {interp} in log N ({int(k.sum())} of {len(groups)} budgets), "
+        method=f"IsoFLOP minima by {how} in log N ({int(k.sum())} of {len(groups)} budgets), "
                "WLS fit of log N*, log D* against log C",
         stderr={n: float(np.nanstd(s, ddof=1)) for n, s in samples.items()},
         intervals={n: percentile_interval(s) for n, s in samples.items()},
@@ -125,6 +177,7 @@ def fit_isoflop(runs, *, interp="parabola", bootstrap=0, seed=0, budgets=None,
         implied=implied_allocation(consts), objective_name="wls", delta=None,
         flops_convention=runs.flops_convention, source=runs.source,
         params_formula="G * C**a", tokens_formula="H * C**b",
+        estimator={"interp": interp, "used": chosen if isinstance(chosen, str) else list(chosen)},
         details={"minima": minima, "interp": interp, "seed": seed, "seed_noise": seed_noise,
                  "points": runs, "groups": groups})
 

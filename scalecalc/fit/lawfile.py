@@ -77,6 +77,12 @@ def _provenance(result) -> dict:
         delta=None if result.delta is None else float(result.delta),
     )
     prov.update({k: v for k, v in result.details.items() if k in ("seed", "interp", "seed_noise")})
+    if result.holdout:  # how well the law extrapolated when fitted without the largest runs
+        h = result.holdout
+        prov["holdout"] = {"selection": h["selection"], "n_held_out": int(h["n_held_out"]),
+                           "mean_abs_rel_error": _num(h["mean_abs_rel_error"])}
+        if "covered" in h:
+            prov["holdout"]["covered"] = int(h["covered"])
     return prov
 
 

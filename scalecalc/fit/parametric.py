@@ -13,7 +13,8 @@ import numpy as np
 
 from scalecalc.errors import NotEnoughData
 from scalecalc.fit import diagnostics as diag
-from scalecalc.fit.bootstrap import bootstrap_parametric
+from scalecalc.fit.bootstrap import bootstrap_parametric, resample_counts
+from scalecalc.fit.forms import chinchilla_constants, design
 from scalecalc.fit.objectives import penalty
 from scalecalc.fit.optim import batched_lm, distinct_best, polish, race
 from scalecalc.fit.result import IMPLIED_BUDGETS, FitResult, percentile_interval
@@ -62,25 +63,58 @@ def _stationary(model, theta, X, y, cnt, objective, delta) -> bool:
     return bool(np.max(np.abs(g)) <= 1e-4 * max(f, 1e-12))
 
 
+def run_groups(runs):
+    """(group index per row, weight per row): rows of one run (the ``run`` column) form a group
+    and share a total weight of 1, so a run logged at many checkpoints counts as much as a run
+    logged once (docs/reference.md §2.5); without a run column every row is its own run."""
+    if runs.run is None:
+        return np.arange(len(runs)), np.ones(len(runs))
+    _, group, sizes = np.unique(runs.run, return_inverse=True, return_counts=True)
+    return group, 1.0 / sizes[group]
+
+
+def run_counts(group, weight, K, seed, n_pseudo=0):
+    """(K, rows + n_pseudo) bootstrap weights: runs resampled with replacement (not rows), each
+    row weighted by its run's multiplicity times its own weight; pseudo-observations fixed."""
+    G = int(group.max()) + 1
+    counts = resample_counts(G, K, seed)[:, group] * weight
+    if n_pseudo:
+        counts = np.concatenate([counts, np.ones((K, n_pseudo))], axis=1)
+    return counts
+
+
 def fit_parametric(runs, model, *, objective="huber", delta=1e-3, grid=None, bootstrap=0,
-                   seed=0, budgets=None, workers=None) -> FitResult:
-    """Fit a parametric law (``models.Chinchilla``, ``models.KaplanPower``, ``models.KaplanND``).
+                   seed=0, budgets=None, workers=None, extra_starts=None,
+                   progress=None) -> FitResult:
+    """Fit a parametric law (``models.Chinchilla``, ``forms.Gadre``, ``models.KaplanPower``,
+    ``models.KaplanND``, or one of them under :class:`~scalecalc.fit.constraints.Constrained`).
 
     Returns a :class:`FitResult`; with ``bootstrap`` K > 0 every constant and derived quantity
-    gets a 95% percentile interval from K resamples of the points.
+    gets a 95% percentile interval from K resamples of the runs (rows of one run together).
+    ``extra_starts`` (rows of theta) join the grid; ``progress(stage, done, total)`` is called
+    as the stages finish.
     """
     P = len(model.names)
+    group, weight = run_groups(runs)
+    n_runs = int(group.max()) + 1 if len(runs) else 0
     if len(runs) < P + 1:
         raise NotEnoughData(f"{runs.source}: {len(runs)} points cannot fit the {P} free parameters "
                             f"of --form {model.form}; give at least {P + 1} (ideally {5 * P})")
-    X = np.stack([np.log(runs.params), np.log(runs.tokens)])
-    y = np.log(runs.loss)
-    cnt = np.ones(y.size)
+    X0 = design(model, runs)
+    y0 = np.log(runs.loss)
     starts = model.starts(grid)
+    if extra_starts is not None and len(extra_starts):
+        starts = np.concatenate([starts, np.atleast_2d(extra_starts)])
+    if getattr(model, "priors", None):
+        _set_temperature(model, runs, X0, y0, weight, objective, delta)
+    X, y, cnt = model.augment(X0, y0, weight) if hasattr(model, "augment") else (X0, y0, weight)
     theta, f, ok, nfev, msg, ends, end_f = search(model, starts, X, y, cnt, objective=objective,
                                                   delta=delta)
-    resid = model.predict(theta[None, :], X, jac=False)[0][0] - y
+    if progress:
+        progress("fit", 1, 1)
+    resid = model.predict(theta[None, :], X, jac=False)[0][0][: y0.size] - y0
     warnings = (diag.too_few_points(len(runs), P) + diag.short_spans(runs, model.uses)
+                + diag.too_few_sizes(runs, P)
                 + diag.at_bounds(model.names, theta, model.lower, model.upper)
                 + ([] if ok else [f"the optimiser did not converge: {msg}"])
                 + diag.outliers(resid, runs.lines))
@@ -89,10 +123,13 @@ def fit_parametric(runs, model, *, objective="huber", delta=1e-3, grid=None, boo
     samples = {}
     if bootstrap:
         warm = _warm_starts(theta, ends, end_f, starts)
+        counts = run_counts(group, weight, int(bootstrap), seed, getattr(model, "n_pseudo", 0))
         thetas, nf = bootstrap_parametric(model, X, y, warm, K=int(bootstrap), seed=seed,
-                                          objective=objective, delta=delta, workers=workers)
+                                          objective=objective, delta=delta, workers=workers,
+                                          counts=counts, progress=progress)
         nfev += nf
         samples = {n: np.asarray(v) for n, v in model.constants(thetas).items()}
+        warnings += diag.poorly_identified(samples)
     else:
         thetas = None
     n_start = len(starts)
@@ -110,8 +147,20 @@ def fit_parametric(runs, model, *, objective="huber", delta=1e-3, grid=None, boo
         delta=None if objective == "mse" else delta, flops_convention=runs.flops_convention,
         source=runs.source, loss_formula=model.loss_formula,
         details={"theta": theta, "residuals": resid, "n_starts": n_start, "runs": runs,
-                 "seed": seed,
+                 "seed": seed, "model": model, "thetas": thetas, "n_runs": n_runs,
+                 "end_points": ends[np.argsort(end_f, kind="stable")[:8]],
                  "starts_at_best": int(np.sum(end_f <= f * (1 + 1e-6)))})
+
+
+def _set_temperature(model, runs, X, y, weight, objective, delta):
+    """Priors: the objective's temperature from a quick fit without them (constraints.py)."""
+    from scalecalc.fit.constraints import Constrained, Constraints, temperature
+
+    plain = Constrained(model.base, Constraints(model.constraints.fixed, {}))
+    theta, *_ = search(plain, plain.starts("coarse"), X, y, weight, objective=objective,
+                       delta=delta)
+    resid = plain.predict(theta[None, :], X, jac=False)[0][0] - y
+    model.temperature = temperature(resid, objective, delta)
 
 
 def _warm_starts(theta, ends, end_f, starts, n_local=3, n_grid=2):
@@ -166,9 +215,10 @@ def numeric_allocation(model, thetas, C, k=6.0, half_width=12.0, n=1201):
 
 
 def _allocation(model, consts, theta_rows, budgets, k):
-    """(N, D, L) arrays (rows, budgets): closed form for chinchilla, numeric for Kaplan eq. 1.5."""
-    if model.form == "chinchilla":
-        return chinchilla_allocation(consts, budgets, k)
+    """(N, D, L) arrays (rows, budgets): closed form for chinchilla and gadre (beta = alpha),
+    numeric for Kaplan eq. 1.5."""
+    if model.form in ("chinchilla", "gadre", "muennighoff"):
+        return chinchilla_allocation(chinchilla_constants(model.form, consts), budgets, k)
     return numeric_allocation(model, theta_rows, budgets, k)
 
 
@@ -199,7 +249,8 @@ def _implied(model, c, k, theta=None):
         return {}
     one = {n: np.atleast_1d(v) for n, v in c.items()}
     N, D, _ = (v[0] for v in _allocation(model, one, theta, IMPLIED_BUDGETS, k))
-    if model.form == "chinchilla":
+    if model.form in ("chinchilla", "gadre", "muennighoff"):
+        c = chinchilla_constants(model.form, c)
         a = c["beta"] / (c["alpha"] + c["beta"])
     else:
         a = float(np.log(N[-1] / N[0]) / np.log(IMPLIED_BUDGETS[-1] / IMPLIED_BUDGETS[0]))

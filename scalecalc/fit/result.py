@@ -76,6 +76,9 @@ class FitResult:
     loss_formula: str | None = None
     params_formula: str | None = None
     tokens_formula: str | None = None
+    holdout: dict = field(default_factory=dict)      # held-out evaluation (fit/holdout.py)
+    comparison: tuple = ()                            # forms side by side (fit/select.py)
+    estimator: dict = field(default_factory=dict)     # isoflop: the per-budget estimator used
     details: dict = field(default_factory=dict, repr=False)  # per-budget minima etc., for plots
 
     @property
@@ -107,6 +110,12 @@ class FitResult:
                                            ("tokens", self.tokens_formula)) if v},
             "warnings": list(self.warnings),
         }
+        if self.holdout:
+            out["holdout"] = _plain(self.holdout)
+        if self.comparison:
+            out["comparison"] = _plain(list(self.comparison))
+        if self.estimator:
+            out["estimator"] = _plain(self.estimator)
         if "minima" in self.details:  # isoflop: the per-budget minima behind the fit
             out["minima"] = _plain(self.details["minima"])
         return out

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalecalc.errors import DataError, MissingInput, NotEnoughData, UsageError
+from scalecalc.errors import DataError, MalformedRuns, MissingInput, NotEnoughData, UsageError
 
 # Normalised header -> role. Headers are lower-cased with '_' and '-' read as spaces.
 ALIASES = {
@@ -32,8 +32,9 @@ ALIASES = {
     "run": ("run", "run id", "model", "model id", "name"),
     "step": ("step", "steps", "iteration", "iter"),
     "budget": ("budget", "flop budget", "compute budget", "isoflop"),
+    "unique_tokens": ("unique tokens", "unique data", "u d", "ud"),
 }
-_NUMERIC_ROLES = ("params", "tokens", "flops", "loss", "step", "budget")
+_NUMERIC_ROLES = ("params", "tokens", "flops", "loss", "step", "budget", "unique_tokens")
 _WHERE = re.compile(r"^\s*([^=<>!]+?)\s*(==|!=|<=|>=|=|<|>)\s*([^=<>!\s].*?)\s*$")
 
 
@@ -66,6 +67,7 @@ class Runs:
     flops_convention: str = "6nd"
     n_dropped: int = 0
     lines: np.ndarray | None = field(default=None, repr=False)  # input line of each row
+    unique_tokens: np.ndarray | None = None  # U_D: distinct tokens seen (data repeated if D > U_D)
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -75,16 +77,19 @@ class Runs:
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
         return Runs(self.params[mask], self.tokens[mask], self.flops[mask], self.loss[mask],
                     pick(self.run), pick(self.step), pick(self.budget), self.source,
-                    self.flops_convention, self.n_dropped, pick(self.lines))
+                    self.flops_convention, self.n_dropped, pick(self.lines),
+                    pick(self.unique_tokens))
 
     @classmethod
     def from_arrays(cls, *, params=None, tokens=None, flops=None, loss, run=None, step=None,
-                    budget=None, flops_convention="6nd", source="arrays") -> "Runs":
+                    budget=None, flops_convention="6nd", source="arrays",
+                    unique_tokens=None) -> "Runs":
         """Build runs from arrays; any two of params, tokens, flops (the third is derived)."""
         k = flops_per_param_token(flops_convention)
         N, D, C = _complete(_arr(params), _arr(tokens), _arr(flops), k, "arrays")
         return cls(N, D, C, _arr(loss), None if run is None else np.asarray(run),
-                   _arr(step), _arr(budget), source, flops_convention)
+                   _arr(step), _arr(budget), source, flops_convention,
+                   unique_tokens=_arr(unique_tokens))
 
 
 def _arr(x):
@@ -150,8 +155,32 @@ def read_runs(path, *, params_col=None, tokens_col=None, flops_col=None, loss_co
     N, D, C = _complete(values.get("params"), values.get("tokens"), values.get("flops"), k, name)
     run = np.asarray([r[header.index(cols["run"])] for r in rows]) if "run" in cols else None
     runs = Runs(N, D, C, values["loss"], run, values.get("step"), values.get("budget"), name,
-                flops_convention, n_filtered, lines)
+                flops_convention, n_filtered, lines, values.get("unique_tokens"))
+    check_checkpoints(runs)
     return _drop_top(runs, drop_top_loss, name)
+
+
+def check_checkpoints(runs: Runs) -> None:
+    """Intermediate checkpoints (several rows per run) must not lose tokens as steps advance.
+
+    Rows of one run are taken in step order when there is a step column, else in file order.
+    Raises :class:`MalformedRuns` (exit 2) naming the run and the lines.
+    """
+    if runs.run is None:
+        return
+    for rid in np.unique(runs.run):
+        idx = np.flatnonzero(runs.run == rid)
+        if runs.step is not None:
+            idx = idx[np.argsort(runs.step[idx], kind="stable")]
+        drop = np.flatnonzero(np.diff(runs.tokens[idx]) < 0)
+        if drop.size:
+            i, j = idx[drop[0]], idx[drop[0] + 1]
+            where = (f"lines {int(runs.lines[i])} and {int(runs.lines[j])}"
+                     if runs.lines is not None else f"rows {i + 1} and {j + 1}")
+            raise MalformedRuns(f"{runs.source}: tokens decrease within run {str(rid)!r} ({where}: "
+                                f"{runs.tokens[i]:.4g} then {runs.tokens[j]:.4g}); a run's "
+                                "checkpoints must have non-decreasing tokens; fix the run ids "
+                                "or the order of its rows")
 
 
 def _read_text(path) -> str:
