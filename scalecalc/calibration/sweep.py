@@ -133,7 +133,7 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
               progress: Progress | None = None, checkpoint_every_s: float | None = None,
               checkpoint_every_steps: int | None = None,
               threads: int | None = None, runs_per_device: int | str = 1,
-              precision: str = "auto") -> SweepSummary:
+              precision: str = "auto", executor=None) -> SweepSummary:
     """Train every run of ``recipe`` not yet done, writing curves to ``out_dir/results.sqlite``.
 
     Parameters
@@ -158,15 +158,38 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
         announced as a ``{"event": "packing"}`` message.
     precision : str
         ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``.
+    executor : ExecutorOptions, optional
+        Where runs train (:mod:`scalecalc.calibration.executors`): local (default), ray or
+        slurm. Options are checked, and the cluster reached, before the store is created.
     """
+    from scalecalc.calibration.executors import ExecutorOptions, make_executor
+    from scalecalc.calibration.executors.local import LocalExecutor
+
     t0 = time.perf_counter()
     set_threads(threads)
     if data is not None or tokenizer is not None:
         recipe = recipe.with_overrides(data=list(data) if data else None, tokenizer=tokenizer)
-    devs = tuple(resolve_device(d) for d in devices) if devices else (resolve_device(device),)
+    options = executor or ExecutorOptions()
+    engine = make_executor(options)  # bad options: one error, nothing written, no cluster
+    remote = not isinstance(engine, LocalExecutor)
+    if remote and runs_per_device != 1:
+        raise UsageError(f"--runs-per-device: packing runs on the local executor only; with "
+                         f"--executor {options.name} each task trains one run (give it a GPU "
+                         "fraction with --gpus-per-run)")
+    if remote:  # the device is chosen on each worker; this machine may have none
+        devs = (options.name,)
+    else:
+        devs = tuple(resolve_device(d) for d in devices) if devices else (resolve_device(device),)
+        engine.devices = devs
     for spec in {c.data for c in recipe.runs()}:  # missing files fail before anything is written
         data_mod.resolve_sources(list(spec) if spec else None)
-    store = Store(out_dir, create=True)
+    if remote:
+        engine.connect()  # no cluster, no partition, too many GPUs: fail before the store
+    try:
+        store = Store(out_dir, create=True)
+    except BaseException:
+        engine.close()
+        raise
     try:
         runs = queue_runs(recipe, store)
         ids = [c.run_id for c in runs]
@@ -174,20 +197,21 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
         _emit(progress, event="device", devices=list(devs), requested=devices or device)
         counts = _counts(store, ids)
         _emit(progress, event="sweep", recipe=recipe.name, total=len(ids), counts=counts)
-        k = _runs_per_device(recipe, devs[0], runs_per_device, precision, progress)
         kwargs = dict(compile=compile, checkpoint_every_s=checkpoint_every_s,
-                      checkpoint_every_steps=checkpoint_every_steps, threads=threads,
-                      runs_per_device=k, precision=precision)
-        if len(devs) == 1:
-            results, interrupted = _worker_loop(store, Path(out_dir), ids, devs[0], progress,
-                                                _SigintFlag(), **kwargs)
+                      checkpoint_every_steps=checkpoint_every_steps, threads=threads)
+        if remote:
+            kwargs["device"] = device
         else:
-            results, interrupted = (), _spawn_workers(Path(out_dir), ids, devs, store, progress,
-                                                      kwargs)
+            kwargs.update(device=devs[0], precision=precision,
+                          runs_per_device=_runs_per_device(recipe, devs[0], runs_per_device,
+                                                           precision, progress))
+        results, interrupted = engine.run(store, Path(out_dir), ids, progress, _SigintFlag(),
+                                          **kwargs)
         return SweepSummary(str(out_dir), recipe.name, devs, len(ids), _counts(store, ids),
                             tuple(results), time.perf_counter() - t0, interrupted)
     finally:
         store.close()
+        engine.close()
 
 
 def _runs_per_device(recipe, device, runs_per_device, precision, progress) -> int:

@@ -52,6 +52,28 @@ def run(
     precision: Annotated[str, typer.Option(
         "--precision", help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16.")
     ] = "auto",
+    executor: Annotated[str, typer.Option(
+        "--executor", help="Where runs train: local (this machine), ray (a Ray cluster) or "
+        "slurm (job arrays through submitit). See README: Calibrating on a cluster.")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="Ray: the cluster, auto or HOST:PORT (default auto).")] = None,
+    gpus_per_run: Annotated[Optional[float], typer.Option(
+        "--gpus-per-run", help="Ray or Slurm: GPUs per run (Ray takes fractions: 0.25 puts "
+        "four runs on a GPU).")] = None,
+    partition: Annotated[Optional[str], typer.Option(
+        "--partition", help="Slurm: the partition to submit to.")] = None,
+    time_limit: Annotated[Optional[str], typer.Option(
+        "--time", help="Slurm: time limit per job, minutes or [D-]HH:MM:SS.")] = None,
+    array_parallelism: Annotated[Optional[int], typer.Option(
+        "--array-parallelism", help="Slurm: at most this many array tasks at once.")] = None,
+    sbatch_flag: Annotated[Optional[list[str]], typer.Option(
+        "--sbatch-flag", help="Slurm: one more sbatch flag, passed through; repeatable.")] = None,
+    shared_dir: Annotated[Optional[str], typer.Option(
+        "--shared-dir", help="Ray or Slurm: a folder every node sees, for checkpoints (a retried "
+        "run resumes; without it, it restarts from step 0).")] = None,
+    max_retries: Annotated[int, typer.Option(
+        "--max-retries", help="Ray or Slurm: retries of a run whose worker or node was lost.")
+    ] = 3,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the runs with N, D, FLOPs, memory per run, the packing plan and "
         "a time estimated from a few measured steps; train nothing.")] = False,
@@ -74,6 +96,14 @@ def run(
     if precision not in ("auto", "fp32", "bf16"):
         raise UsageError(f"--precision {precision}: use auto, fp32 or bf16")
     rec = load_recipe(recipe)  # recipe problems are reported before torch is imported
+    from scalecalc.calibration.executors import ExecutorOptions, make_executor
+
+    options = ExecutorOptions(executor, address, gpus_per_run, partition, time_limit,
+                              array_parallelism, tuple(sbatch_flag or ()), shared_dir, max_retries)
+    if executor != "local" and devices:
+        raise UsageError(f"--devices: only for --executor local; with {executor} use "
+                         f"--gpus-per-run")
+    make_executor(options)  # a missing extra or a bad option: one line, before torch
     from scalecalc.errors import require
 
     require("torch", "calibrate")
@@ -94,7 +124,7 @@ def run(
         summary = sweep.run_sweep(rec, out, device=device, devices=device_list, data=data,
                                   tokenizer=tokenizer, compile=compile, progress=view,
                                   checkpoint_every_steps=checkpoint_steps, threads=threads,
-                                  runs_per_device=k, precision=precision)
+                                  runs_per_device=k, precision=precision, executor=options)
     _render_summary(summary, fmt)
     if summary.interrupted:
         console.print("interrupted: progress is checkpointed; rerun the same command to resume")
@@ -217,7 +247,18 @@ class _ProgressView:
 
     def __call__(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "device":
+        if kind == "submitted":
+            tasks = list(event["tasks"].values())
+            shown = ", ".join(tasks[:3]) + (f" ... ({len(tasks)} in all)" if len(tasks) > 3 else "")
+            self.console.print(f"{event['executor']}: submitted {event['units']} run(s): {shown}",
+                               highlight=False)
+            if not event.get("shared_dir"):
+                self.console.print("no --shared-dir: a retried run restarts from step 0")
+        elif kind == "cancelled":
+            ids = event["ids"]
+            self.console.print(f"{event['executor']}: cancelled {len(ids)} pending or running "
+                               f"task(s){': ' + ', '.join(ids) if ids else ''}", highlight=False)
+        elif kind == "device":
             self.console.print(f"device: {', '.join(event['devices'])}")
         elif kind == "packing":
             self.console.print(f"packing: {event['reason']}", highlight=False)
@@ -254,5 +295,9 @@ class _ProgressView:
             loss = f" loss {event['final_loss']:.4f}" if event.get("final_loss") else ""
             took = f" in {hms(event['wall_time'])}" if event.get("wall_time") else ""
             err = f": {event['error']}" if event.get("error") else ""
+            if event.get("host"):
+                err += f" on {event['host']}"
+                if event.get("resumed"):
+                    err += f" (resumed at step {event['resumed']})"
             self.console.print(f"[{self.finished}/{self.total}] {event['label']} "
                                f"{event['status']}{loss}{took}{err}", highlight=False)
