@@ -33,16 +33,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subset", type=int, default=10, help="replicates for the fit_law baseline")
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     prior = Prior.from_law(load_law("besiroglu2024"))
     cost = float(budget_flops("h100", gpu_hours=50))
 
     t = time.perf_counter()
     result = design(prior, 1e23, cost)
     whole = time.perf_counter() - t
-    print(f"1. default design (1e23 FLOPs, 50 H100-hours, {result.candidates} shapes): "
-          f"{whole:.1f} s (target < 120 s); best {result.best.runs.shape.label()}")
+    print(
+        f"1. default design (1e23 FLOPs, 50 H100-hours, {result.candidates} shapes): "
+        f"{whole:.1f} s (target < 120 s); best {result.best.runs.shape.label()}"
+    )
 
     shape = SweepShape(4, 10.0, 7, 8.0, 1)
     runs = shape.runs(prior, cost)
@@ -51,19 +55,23 @@ def main() -> None:
     vec = time.perf_counter() - t
     print(f"2. one sweep, 400 replicates, vectorised: {vec:.2f} s ({1e3 * vec / 400:.1f} ms each)")
 
-    eps = noise_draw(args.subset, 0)[:, :runs.N.size]
+    eps = noise_draw(args.subset, 0)[:, : runs.N.size]
     t = time.perf_counter()
     ref = []
     for r in range(args.subset):
         loss = prior.loss(runs.N, runs.D) * np.exp(0.01 * eps[r])
-        p = fit_law(Runs.from_arrays(params=runs.N, tokens=runs.D, loss=loss,
-                                     flops_convention="6nd", source="bench"), "chinchilla").params
+        p = fit_law(
+            Runs.from_arrays(params=runs.N, tokens=runs.D, loss=loss, flops_convention="6nd", source="bench"),
+            "chinchilla",
+        ).params
         ref.append(Prior("fit", p["E"], p["A"], p["B"], p["alpha"], p["beta"]).optimum(1e23)[0][0])
     base = (time.perf_counter() - t) / args.subset
-    same = np.max(np.abs(np.array(ref) / out.N[:args.subset] - 1))
-    print(f"3. baseline fit_law one at a time: {1e3 * base:.0f} ms each, 400 would take "
-          f"{400 * base:.1f} s: vectorised is {400 * base / vec:.0f}x faster; "
-          f"max relative difference in N*: {same:.1e}")
+    same = np.max(np.abs(np.array(ref) / out.N[: args.subset] - 1))
+    print(
+        f"3. baseline fit_law one at a time: {1e3 * base:.0f} ms each, 400 would take "
+        f"{400 * base:.1f} s: vectorised is {400 * base / vec:.0f}x faster; "
+        f"max relative difference in N*: {same:.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,27 @@ ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
 
 def sweep(recipe: Path, out: Path, *extra) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "scalecalc", "calibrate", "run", str(recipe),
-                        "--out", str(out), "--device", "cpu", "--threads", "1", "--json",
-                        *extra], capture_output=True, text=True, env=ENV)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scalecalc",
+            "calibrate",
+            "run",
+            str(recipe),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     if r.returncode != 0:
         raise SystemExit(r.stderr)
     return time.perf_counter() - t0
@@ -62,31 +80,57 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="scb", dir="/tmp"))
     recipe = work / "r.yaml"
     recipe.write_text(RECIPE.format(seeds=", ".join(str(i) for i in range(args.runs))))
-    subprocess.run([sys.executable, "-c", "from scalecalc.calibration.data import load_corpus; "
-                    "load_corpus(None, max_bytes=1000000)"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from scalecalc.calibration.data import load_corpus; load_corpus(None, max_bytes=1000000)",
+        ],
+        check=True,
+    )
     times = {"local": sweep(recipe, work / "local")}
     if not args.no_slurm:
-        times["slurm"] = sweep(recipe, work / "slurm", "--executor", "slurm",
-                               "--array-parallelism", "1")
+        times["slurm"] = sweep(recipe, work / "slurm", "--executor", "slurm", "--array-parallelism", "1")
     if not args.no_ray:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         t0 = time.perf_counter()
-        head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head",
-                                 "--block", f"--port={port}", "--num-cpus=1",
-                                 "--include-dashboard=false", "--disable-usage-stats",
-                                 f"--temp-dir={work / 'ray'}", "--node-ip-address=127.0.0.1"],
-                                env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        head = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "ray"),
+                "start",
+                "--head",
+                "--block",
+                f"--port={port}",
+                "--num-cpus=1",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                f"--temp-dir={work / 'ray'}",
+                "--node-ip-address=127.0.0.1",
+            ],
+            env=ENV,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
-            while subprocess.run([sys.executable, "-c", "import ray, sys; ray.init(address="
-                                  "sys.argv[1], logging_level='ERROR')", f"127.0.0.1:{port}"],
-                                 capture_output=True, env=ENV).returncode != 0:
+            while (
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR')",
+                        f"127.0.0.1:{port}",
+                    ],
+                    capture_output=True,
+                    env=ENV,
+                ).returncode
+                != 0
+            ):
                 time.sleep(0.5)
             print(f"ray: one-node cluster up in {time.perf_counter() - t0:.1f} s")
-            times["ray"] = sweep(recipe, work / "ray-out", "--executor", "ray", "--address",
-                                 f"127.0.0.1:{port}")
+            times["ray"] = sweep(recipe, work / "ray-out", "--executor", "ray", "--address", f"127.0.0.1:{port}")
         finally:
             os.killpg(head.pid, signal.SIGTERM)
             head.wait(timeout=60)

@@ -24,7 +24,7 @@ def synthetic_runs(n_sizes=10, per=25, seed=0):
     rng = np.random.default_rng(seed)
     N = np.repeat(np.geomspace(1e7, 3e9, n_sizes), per)
     D = N * np.tile(np.geomspace(2, 200, per), n_sizes)
-    L = (1.69 + 406.4 / N ** 0.34 + 410.7 / D ** 0.28) * np.exp(rng.normal(0, 0.005, N.size))
+    L = (1.69 + 406.4 / N**0.34 + 410.7 / D**0.28) * np.exp(rng.normal(0, 0.005, N.size))
     return Runs.from_arrays(params=N, tokens=D, loss=L, source="synthetic-250")
 
 
@@ -43,17 +43,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     runs = synthetic_runs()
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-          f"{len(runs)} runs")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {len(runs)} runs")
     fit_law(runs, grid=30, holdout="none")  # warm imports
     base, _ = timed(lambda: fit_law(runs, holdout="none"), args.repeats)
     full, res = timed(lambda: fit_law(runs, bootstrap=args.replicates), args.repeats)
     h = res.holdout
     print(f"baseline (fit, no holdout, no bootstrap): {base:.2f} s")
-    print(f"default fit + holdout + bootstrap({args.replicates}): {full:.2f} s "
-          f"(ratio {full / base:.1f}x; target < 10 s)")
-    print(f"held-out: {h['n_held_out']} runs of N = {h['runs'][0]['params']:.3g}, mean |error| "
-          f"{h['mean_abs_rel_error']:.2%}, covered {h.get('covered')}/{h['n_held_out']}")
+    print(
+        f"default fit + holdout + bootstrap({args.replicates}): {full:.2f} s (ratio {full / base:.1f}x; target < 10 s)"
+    )
+    print(
+        f"held-out: {h['n_held_out']} runs of N = {h['runs'][0]['params']:.3g}, mean |error| "
+        f"{h['mean_abs_rel_error']:.2%}, covered {h.get('covered')}/{h['n_held_out']}"
+    )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,10 @@ def main() -> None:
     args = ap.parse_args()
 
     runs = read_runs(EPOCH, drop_top_loss=5)
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, "
-          f"python {platform.python_version()}, numpy {np.__version__}")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, "
+        f"python {platform.python_version()}, numpy {np.__version__}"
+    )
     print(f"data: {EPOCH.name}, {len(runs)} points (5 highest-loss dropped)\n")
 
     fit_law(runs, "chinchilla", grid=30)  # warm imports and caches
@@ -80,29 +82,39 @@ def main() -> None:
         res = fit_law(runs, "chinchilla")
         times.append(time.perf_counter() - t)
     c = res.params
-    print(f"[1] 4500-start fit: median {np.median(times):.2f} s, min {min(times):.2f} s "
-          f"over {args.repeats} runs (target <= 5 s)")
-    print(f"    E = {c['E']:.4f}, A = {c['A']:.2f}, B = {c['B']:.1f}, alpha = {c['alpha']:.4f}, "
-          f"beta = {c['beta']:.4f}, objective = {res.objective:.6e}, nfev = {res.nfev}, "
-          f"starts raced to the end that reach the best: {res.details['starts_at_best']}")
+    print(
+        f"[1] 4500-start fit: median {np.median(times):.2f} s, min {min(times):.2f} s "
+        f"over {args.repeats} runs (target <= 5 s)"
+    )
+    print(
+        f"    E = {c['E']:.4f}, A = {c['A']:.2f}, B = {c['B']:.1f}, alpha = {c['alpha']:.4f}, "
+        f"beta = {c['beta']:.4f}, objective = {res.objective:.6e}, nfev = {res.nfev}, "
+        f"starts raced to the end that reach the best: {res.details['starts_at_best']}"
+    )
 
     t = time.perf_counter()
     boot = fit_law(runs, "chinchilla", bootstrap=args.replicates, seed=0)
     total = time.perf_counter() - t
-    print(f"[2] {args.replicates} bootstrap replicates: {total - np.median(times):.1f} s "
-          f"(fit + bootstrap {total:.1f} s; {os.cpu_count()} worker processes; target <= 60 s)")
+    print(
+        f"[2] {args.replicates} bootstrap replicates: {total - np.median(times):.1f} s "
+        f"(fit + bootstrap {total:.1f} s; {os.cpu_count()} worker processes; target <= 60 s)"
+    )
     for k in ("E", "alpha", "beta"):
         lo, hi = boot.intervals[k]
         print(f"    {k}: 95% interval ({lo:.4f}, {hi:.4f})")
 
     dt, n, best = baseline(runs, args.subset)
     est = dt / n * 4500
-    print(f"[3] naive scipy L-BFGS-B loop: {dt:.1f} s for {n} starts -> {est:.0f} s extrapolated "
-          f"to 4500 ({est / np.median(times):.0f}x the batched search)")
+    print(
+        f"[3] naive scipy L-BFGS-B loop: {dt:.1f} s for {n} starts -> {est:.0f} s extrapolated "
+        f"to 4500 ({est / np.median(times):.0f}x the batched search)"
+    )
     a, b, e, al, be = best.x
     agree = abs(best.fun - res.objective) / res.objective
-    print(f"    its best of {n}: E = {np.exp(e):.4f}, alpha = {al:.4f}, beta = {be:.4f}, "
-          f"objective = {best.fun:.6e} (relative difference from [1]: {agree:.1e})")
+    print(
+        f"    its best of {n}: E = {np.exp(e):.4f}, alpha = {al:.4f}, beta = {be:.4f}, "
+        f"objective = {best.fun:.6e} (relative difference from [1]: {agree:.1e})"
+    )
     print(f"    bootstrap by the naive loop would take ~{est * args.replicates / 3600:.0f} h")
 
 

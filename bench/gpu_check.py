@@ -41,16 +41,29 @@ from scalecalc.calibration.recipe import RunConfig
 from scalecalc.flops import param_counts
 
 # (label, d_model, n_layer): non-embedding ~1M, ~10M, ~50M with head_dim 64 and SwiGLU
-FULL = dict(vocab=50304, seq_len=512, batch=32, shapes=[("1M", 128, 4), ("10M", 384, 6),
-                                                         ("50M", 512, 16)], packs=(1, 2, 4, 8, 16))
-REDUCED = dict(vocab=256, seq_len=32, batch=4, shapes=[("tiny", 32, 1), ("small", 64, 2)],
-               packs=(1, 2))
+FULL = dict(
+    vocab=50304,
+    seq_len=512,
+    batch=32,
+    shapes=[("1M", 128, 4), ("10M", 384, 6), ("50M", 512, 16)],
+    packs=(1, 2, 4, 8, 16),
+)
+REDUCED = dict(vocab=256, seq_len=32, batch=4, shapes=[("tiny", 32, 1), ("small", 64, 2)], packs=(1, 2))
 
 
 def _config(d_model: int, n_layer: int, spec: dict, seed: int = 0) -> RunConfig:
-    return RunConfig(d_model=d_model, n_layer=n_layer, n_head=max(d_model // 64, 1),
-                     vocab_size=spec["vocab"], seq_len=spec["seq_len"], batch_size=spec["batch"],
-                     lr=3e-3, seed=seed, budget_kind="steps", budget_amount=1000.0)
+    return RunConfig(
+        d_model=d_model,
+        n_layer=n_layer,
+        n_head=max(d_model // 64, 1),
+        vocab_size=spec["vocab"],
+        seq_len=spec["seq_len"],
+        batch_size=spec["batch"],
+        lr=3e-3,
+        seed=seed,
+        budget_kind="steps",
+        budget_amount=1000.0,
+    )
 
 
 def peak_flops(device: str) -> tuple[float, str]:
@@ -72,15 +85,14 @@ def peak_flops(device: str) -> tuple[float, str]:
     return 5 * 2 * n**3 / (time.perf_counter() - t0), "measured matmul"
 
 
-def plain_steps(model, opt, data: torch.Tensor, batch: int, seq_len: int, steps: int,
-                device: str) -> float:
+def plain_steps(model, opt, data: torch.Tensor, batch: int, seq_len: int, steps: int, device: str) -> float:
     """The loop a user would write by hand (nanoGPT train.py without the extras), in bf16."""
     loop._sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         ix = torch.randint(len(data) - seq_len - 1, (batch,))
-        x = torch.stack([data[i:i + seq_len] for i in ix]).to(device)
-        y = torch.stack([data[i + 1:i + 1 + seq_len] for i in ix]).to(device)
+        x = torch.stack([data[i : i + seq_len] for i in ix]).to(device)
+        y = torch.stack([data[i + 1 : i + 1 + seq_len] for i in ix]).to(device)
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
             _, loss = model(x, y)
         loss.backward()
@@ -99,8 +111,7 @@ def throughput(cfg: RunConfig, device: str, seconds: float, peak: float) -> dict
     opt_o = ours.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, kind)
     opt_p = plain.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, kind)
     rng = np.random.default_rng(0)
-    tokens = rng.integers(0, cfg.vocab_size, size=cfg.batch_size * cfg.seq_len * 16,
-                          dtype=np.int64)
+    tokens = rng.integers(0, cfg.vocab_size, size=cfg.batch_size * cfg.seq_len * 16, dtype=np.int64)
     data_t = torch.from_numpy(tokens)
     kw = dict(batch_size=cfg.batch_size, seq_len=cfg.seq_len, rng=rng, device=device)
     _, dt = loop.train_steps(ours, opt_o, tokens, steps=2, **kw)
@@ -110,11 +121,16 @@ def throughput(cfg: RunConfig, device: str, seconds: float, peak: float) -> dict
     t_plain = plain_steps(plain, opt_p, data_t, cfg.batch_size, cfg.seq_len, steps, device)
     tps_o = steps * cfg.batch_size * cfg.seq_len / t_ours
     tps_p = steps * cfg.batch_size * cfg.seq_len / t_plain
-    return {"params_total": float(param_counts(cfg.arch())["total"]),
-            "params_non_embedding": float(param_counts(cfg.arch())["non_embedding"]),
-            "tokens_per_s": tps_o, "plain_tokens_per_s": tps_p, "vs_plain": tps_o / tps_p,
-            "mfu": ours.estimate_mfu(tps_o, peak, "6nd"),
-            "plain_mfu": plain.estimate_mfu(tps_p, peak, "6nd"), "steps": steps}
+    return {
+        "params_total": float(param_counts(cfg.arch())["total"]),
+        "params_non_embedding": float(param_counts(cfg.arch())["non_embedding"]),
+        "tokens_per_s": tps_o,
+        "plain_tokens_per_s": tps_p,
+        "vs_plain": tps_o / tps_p,
+        "mfu": ours.estimate_mfu(tps_o, peak, "6nd"),
+        "plain_mfu": plain.estimate_mfu(tps_p, peak, "6nd"),
+        "steps": steps,
+    }
 
 
 def packing(cfg: RunConfig, device: str, ks, steps: int) -> dict:
@@ -131,8 +147,7 @@ def packing(cfg: RunConfig, device: str, ks, steps: int) -> dict:
             break
         out[k] = k * cfg.batch_size * cfg.seq_len / sec
     base = out.get(1)
-    return {str(k): {"tokens_per_s": v, "vs_one": v / base if v and base else None}
-            for k, v in out.items()}
+    return {str(k): {"tokens_per_s": v, "vs_one": v / base if v and base else None} for k, v in out.items()}
 
 
 def checks(cfg: RunConfig, device: str, reduced: bool, compile: bool = True) -> dict:
@@ -141,11 +156,13 @@ def checks(cfg: RunConfig, device: str, reduced: bool, compile: bool = True) -> 
 
     results = {}
     rng = np.random.default_rng(0)
-    tokens = rng.integers(0, cfg.vocab_size, size=max(cfg.batch_size, loop.EVAL_SEQS)
-                          * cfg.seq_len * 64, dtype=np.int64)
+    tokens = rng.integers(
+        0, cfg.vocab_size, size=max(cfg.batch_size, loop.EVAL_SEQS) * cfg.seq_len * 64, dtype=np.int64
+    )
     data = TokenData(tokens, tokens, cfg.vocab_size, "random", "", len(tokens), len(tokens), ())
-    run = RunConfig(**{**cfg.to_dict(), "budget_amount": 20.0, "eval_batches": 1,
-                       "eval_points": 3, "fixed_warmup_steps": 5})
+    run = RunConfig(
+        **{**cfg.to_dict(), "budget_amount": 20.0, "eval_batches": 1, "eval_points": 3, "fixed_warmup_steps": 5}
+    )
     pair = [run, RunConfig(**{**run.to_dict(), "seed": 1})]
     # fused AdamW vs the foreach implementation, both in bf16 autocast
     fused = packed.train_group(pair, data, device=device, precision="bf16", fused=True)
@@ -156,20 +173,17 @@ def checks(cfg: RunConfig, device: str, reduced: bool, compile: bool = True) -> 
     with packed.autocast_for(device, "bf16"):
         dtype = (torch.ones(2, 2, device=device) @ torch.ones(2, 2, device=device)).dtype
     finite = all(r.final_loss is not None and np.isfinite(r.final_loss) for r in fused)
-    results["bf16_autocast"] = (finite and dtype == torch.bfloat16,
-                                f"matmul dtype {dtype}, finite losses {finite}")
+    results["bf16_autocast"] = (finite and dtype == torch.bfloat16, f"matmul dtype {dtype}, finite losses {finite}")
     # torch.compile: the compiled model's loss equals the eager one's to rounding
     model = loop.build_model(run, device)
-    x = torch.as_tensor(tokens[: cfg.batch_size * cfg.seq_len].reshape(cfg.batch_size, -1),
-                        device=device)
+    x = torch.as_tensor(tokens[: cfg.batch_size * cfg.seq_len].reshape(cfg.batch_size, -1), device=device)
     try:
         if not compile:
             raise RuntimeError("skipped (--no-compile)")
         with packed.autocast_for(device, "bf16"):
             eager = float(model(x, x)[1].detach())
             compiled = float(torch.compile(model)(x, x)[1].detach())
-        results["compile"] = (abs(eager - compiled) < 0.02,
-                              f"eager {eager:.4f}, compiled {compiled:.4f}")
+        results["compile"] = (abs(eager - compiled) < 0.02, f"eager {eager:.4f}, compiled {compiled:.4f}")
     except Exception as exc:  # no compiler toolchain: a failed check with the reason
         results["compile"] = (False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     # out of memory: a real allocation beyond the device (simulated on CPU)
@@ -192,12 +206,12 @@ def main(argv=None) -> int:
     p.add_argument("--reduced", action="store_true", help="tiny models on CPU (tests)")
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
     p.add_argument("--out", default=None, help="write the results as JSON here")
-    p.add_argument("--no-compile", action="store_true",
-                   help="skip the torch.compile check (it takes ~1-2 min on a busy CPU)")
+    p.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile check (it takes ~1-2 min on a busy CPU)"
+    )
     args = p.parse_args(argv)
     spec = REDUCED if args.reduced else FULL
-    device = args.device or ("cuda" if torch.cuda.is_available() and not args.reduced
-                             else "cpu")
+    device = args.device or ("cuda" if torch.cuda.is_available() and not args.reduced else "cpu")
     seconds = min(args.seconds, 0.3) if args.reduced else args.seconds
     torch.manual_seed(0)
     if args.reduced:
@@ -208,17 +222,26 @@ def main(argv=None) -> int:
     else:
         name = "cpu"
     peak, peak_source = peak_flops(device)
-    report = {"device": name, "torch": torch.__version__, "peak_flops": peak,
-              "peak_source": peak_source, "reduced": args.reduced, "runs": {}, "packing": {}}
+    report = {
+        "device": name,
+        "torch": torch.__version__,
+        "peak_flops": peak,
+        "peak_source": peak_source,
+        "reduced": args.reduced,
+        "runs": {},
+        "packing": {},
+    }
     print(f"{name}, torch {torch.__version__}, peak {peak / 1e12:.1f} TFLOP/s ({peak_source})")
-    print(f"{'model':>6} {'N_non_emb':>10} {'tok/s':>12} {'MFU':>6} {'plain tok/s':>12} "
-          f"{'vs plain':>9}")
+    print(f"{'model':>6} {'N_non_emb':>10} {'tok/s':>12} {'MFU':>6} {'plain tok/s':>12} {'vs plain':>9}")
     for label, d_model, n_layer in spec["shapes"]:
         r = throughput(_config(d_model, n_layer, spec), device, seconds, peak)
         report["runs"][label] = r
-        print(f"{label:>6} {r['params_non_embedding']:>10,.0f} {r['tokens_per_s']:>12,.0f} "
-              f"{100 * r['mfu']:>5.1f}% {r['plain_tokens_per_s']:>12,.0f} "
-              f"{r['vs_plain']:>8.2f}x", flush=True)
+        print(
+            f"{label:>6} {r['params_non_embedding']:>10,.0f} {r['tokens_per_s']:>12,.0f} "
+            f"{100 * r['mfu']:>5.1f}% {r['plain_tokens_per_s']:>12,.0f} "
+            f"{r['vs_plain']:>8.2f}x",
+            flush=True,
+        )
     first = _config(spec["shapes"][0][1], spec["shapes"][0][2], spec)
     report["packing"] = packing(first, device, spec["packs"], steps=2 if args.reduced else 5)
     for k, v in report["packing"].items():
@@ -231,8 +254,7 @@ def main(argv=None) -> int:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)
-    failed = [k for k, v in report["checks"].items() if not v["passed"]
-              and not (k == "compile" and args.no_compile)]
+    failed = [k for k, v in report["checks"].items() if not v["passed"] and not (k == "compile" and args.no_compile)]
     return 1 if failed else 0
 
 

@@ -35,9 +35,21 @@ SEQ_LEN, BATCH = 128, 16
 
 
 def _configs(d_model: int, n_layer: int, k: int) -> list[RunConfig]:
-    return [RunConfig(d_model=d_model, n_layer=n_layer, n_head=max(d_model // 16, 1),
-                      seq_len=SEQ_LEN, batch_size=BATCH, mlp="gelu", lr=3e-3, seed=s,
-                      budget_kind="steps", budget_amount=1000.0) for s in range(k)]
+    return [
+        RunConfig(
+            d_model=d_model,
+            n_layer=n_layer,
+            n_head=max(d_model // 16, 1),
+            seq_len=SEQ_LEN,
+            batch_size=BATCH,
+            mlp="gelu",
+            lr=3e-3,
+            seed=s,
+            budget_kind="steps",
+            budget_amount=1000.0,
+        )
+        for s in range(k)
+    ]
 
 
 def _solo_seconds_per_step(configs, device: str, steps: int) -> float:
@@ -45,8 +57,7 @@ def _solo_seconds_per_step(configs, device: str, steps: int) -> float:
     total = 0.0
     for cfg in configs:
         model = build_model(cfg, device)
-        opt = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay,
-                                        device.split(":")[0])
+        opt = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, device.split(":")[0])
         rng = np.random.default_rng(cfg.seed)
         tokens = rng.integers(0, cfg.vocab_size, size=BATCH * SEQ_LEN * 8, dtype=np.int64)
         kw = dict(batch_size=BATCH, seq_len=SEQ_LEN, rng=rng, device=device, grad_clip=1.0)
@@ -66,12 +77,13 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--shapes", default=None, help="d_model:n_layer,... (default: four sizes)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    shapes = ([tuple(int(x) for x in s.split(":")) for s in args.shapes.split(",")]
-              if args.shapes else SHAPES)
+    shapes = [tuple(int(x) for x in s.split(":")) for s in args.shapes.split(",")] if args.shapes else SHAPES
     tokens_per_step = args.k * BATCH * SEQ_LEN
-    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
-          f"K={args.k} runs of {BATCH}x{SEQ_LEN} tokens, precision {args.precision}, "
-          f"median of {args.rounds} rounds")
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
+        f"K={args.k} runs of {BATCH}x{SEQ_LEN} tokens, precision {args.precision}, "
+        f"median of {args.rounds} rounds"
+    )
     print(f"{'params':>10} {'solo tok/s':>12} {'packed tok/s':>13} {'packed/solo':>12}")
     rows = []
     for d_model, n_layer in shapes:
@@ -79,15 +91,14 @@ def main(argv=None) -> list[dict]:
         n = param_counts(configs[0].arch())["total"]
         packed, solo = [], []
         for _ in range(args.rounds):  # alternate: background load hits both alike
-            packed.append(tokens_per_step / time_packed_steps(
-                configs, args.device, steps=args.steps, precision=args.precision))
-            solo.append(tokens_per_step / _solo_seconds_per_step(configs, args.device,
-                                                                 args.steps))
+            packed.append(
+                tokens_per_step / time_packed_steps(configs, args.device, steps=args.steps, precision=args.precision)
+            )
+            solo.append(tokens_per_step / _solo_seconds_per_step(configs, args.device, args.steps))
         row = {"params": n, "solo": statistics.median(solo), "packed": statistics.median(packed)}
         row["ratio"] = row["packed"] / row["solo"]
         rows.append(row)
-        print(f"{n:>10,.0f} {row['solo']:>12,.0f} {row['packed']:>13,.0f} {row['ratio']:>11.2f}x",
-              flush=True)
+        print(f"{n:>10,.0f} {row['solo']:>12,.0f} {row['packed']:>13,.0f} {row['ratio']:>11.2f}x", flush=True)
     return rows
 
 

@@ -23,8 +23,11 @@ import time
 import numpy as np
 
 EXE = shutil.which("scalecalc") or sys.executable
-PLAIN = [EXE, "plan", "--compute", "1e24", "--format", "json"] if EXE != sys.executable else [
-    sys.executable, "-m", "scalecalc", "plan", "--compute", "1e24", "--format", "json"]
+PLAIN = (
+    [EXE, "plan", "--compute", "1e24", "--format", "json"]
+    if EXE != sys.executable
+    else [sys.executable, "-m", "scalecalc", "plan", "--compute", "1e24", "--format", "json"]
+)
 FULL = PLAIN + ["--gpu", "h100", "--gpus", "1024", "--hparams", "porian2024", "--inference-tokens", "1e13"]
 BASELINE = [sys.executable, "-c", "import numpy"]
 
@@ -39,13 +42,12 @@ def _interleaved(commands: dict[str, list[str]], repeat: int) -> tuple[dict[str,
     """Median and minimum wall time per command; the minimum is the least noise-sensitive
     estimate of start-up cost on a shared machine, the median the typical experience."""
     times: dict[str, list[float]] = {name: [] for name in commands}
-    for name, cmd in commands.items():  # warm the page cache and .pyc files
+    for cmd in commands.values():  # warm the page cache and .pyc files
         _time(cmd)
     for _ in range(repeat):
         for name, cmd in commands.items():
             times[name].append(_time(cmd))
-    return ({name: statistics.median(t) for name, t in times.items()},
-            {name: min(t) for name, t in times.items()})
+    return ({name: statistics.median(t) for name, t in times.items()}, {name: min(t) for name, t in times.items()})
 
 
 def _compile_package() -> None:
@@ -72,12 +74,21 @@ def main() -> None:
     except subprocess.CalledProcessError:
         print("(plan with all blocks not available in this build; skipped)")
     med, low = _interleaved(commands, args.repeat)
-    labels = {"numpy": "python -c 'import numpy'", "plan": "scalecalc plan --compute 1e24 --json",
-              "plan+blocks": "plan with shape/hparams/hardware"}
+    labels = {
+        "numpy": "python -c 'import numpy'",
+        "plan": "scalecalc plan --compute 1e24 --json",
+        "plan+blocks": "plan with shape/hparams/hardware",
+    }
     for name in commands:
         target = {"plan": 1.5, "plan+blocks": 1.7}.get(name)
-        ratio = "" if name == "numpy" else (f"   ratio median {med[name] / med['numpy']:.2f}, "
-                                            f"min {low[name] / low['numpy']:.2f} (target <= {target})")
+        ratio = (
+            ""
+            if name == "numpy"
+            else (
+                f"   ratio median {med[name] / med['numpy']:.2f}, "
+                f"min {low[name] / low['numpy']:.2f} (target <= {target})"
+            )
+        )
         print(f"{labels[name]:38s} median {med[name] * 1e3:6.1f} ms, min {low[name] * 1e3:6.1f} ms{ratio}")
 
     from scalecalc.laws import load_law
@@ -97,8 +108,10 @@ def main() -> None:
     start = time.perf_counter()
     plan(numeric, Query("compute", budgets, flops="attention"))
     attn = time.perf_counter() - start
-    print(f"100,000 budgets, library plan():       {lib:6.3f} s + {rows:.3f} s for the rows = "
-          f"{lib + rows:.3f} s (target <= 0.5 s)")
+    print(
+        f"100,000 budgets, library plan():       {lib:6.3f} s + {rows:.3f} s for the rows = "
+        f"{lib + rows:.3f} s (target <= 0.5 s)"
+    )
     print(f"100,000 budgets, numeric (attention):  {attn:6.3f} s")
     print(f"100,000 budgets, CLI stdin -> CSV:     {cli:6.3f} s (target <= 2 s)")
 

@@ -146,19 +146,26 @@ def main() -> None:
     t_start = time.perf_counter()
     data = load_corpus(max_bytes=2_000_000)  # 2 MB of the stdlib: enough distinct windows
     peak = matmul_peak(args.device)
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
-          f"step: {STEP_SOURCE}; batch {BATCH} x seq_len {SEQ_LEN}")
+    print(
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+        f"step: {STEP_SOURCE}; batch {BATCH} x seq_len {SEQ_LEN}"
+    )
     print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'model':>6} {'N total':>10} {'steps/round':>11} {'ours tok/s':>11} {'plain tok/s':>11} "
-          f"{'ours/plain':>10} {'MFU 6nd':>8} {'MFU attn':>8}")
+    print(
+        f"{'model':>6} {'N total':>10} {'steps/round':>11} {'ours tok/s':>11} {'plain tok/s':>11} "
+        f"{'ours/plain':>10} {'MFU 6nd':>8} {'MFU attn':>8}"
+    )
     for name, n_layer, d_model, n_head in SHAPES:
-        model, ours_tps, plain_tps, steps = bench_shape(name, n_layer, d_model, n_head, data.train, args.device,
-                                                        args.rounds, args.seconds)
+        model, ours_tps, plain_tps, steps = bench_shape(
+            name, n_layer, d_model, n_head, data.train, args.device, args.rounds, args.seconds
+        )
         n_total = model.param_counts()["total"]
         mfu = model.estimate_mfu(ours_tps, peak, "6nd")
         mfu_attn = model.estimate_mfu(ours_tps, peak, "attention")
-        print(f"{name:>6} {n_total:>10,} {steps:>11} {ours_tps:>11,.0f} {plain_tps:>11,.0f} "
-              f"{ours_tps / plain_tps:>10.2f} {mfu:>8.1%} {mfu_attn:>8.1%}")
+        print(
+            f"{name:>6} {n_total:>10,} {steps:>11} {ours_tps:>11,.0f} {plain_tps:>11,.0f} "
+            f"{ours_tps / plain_tps:>10.2f} {mfu:>8.1%} {mfu_attn:>8.1%}"
+        )
     print(f"total {time.perf_counter() - t_start:.0f} s")
 
 

@@ -23,8 +23,14 @@ ENV = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
 def run(command: str) -> str:
     """stdout of one example command, as the README shows it."""
     args = shlex.split(command)
-    out = subprocess.run([sys.executable, "-m", "scalecalc", *args[1:]], capture_output=True, text=True,
-                         env=ENV, check=False, cwd=README.parent)
+    out = subprocess.run(
+        [sys.executable, "-m", "scalecalc", *args[1:]],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=False,
+        cwd=README.parent,
+    )
     return "\n".join(line.rstrip() for line in out.stdout.splitlines()) + "\n"
 
 

@@ -40,8 +40,11 @@ def build(plan: Plan, options: BlockOptions) -> tuple[list[dict], list[list[str]
     _put(blocks, "shape", shapes)
     for row, shape in zip(warnings, shapes):
         if abs(shape["params_deviation"]) > 0.02:
-            row.append(f"--shape-rule {options.shape_rule}: the nearest shape has {shape['params_deviation']:+.0%} of N* parameters; "
-                       "this rule's table does not reach this size (use --shape-rule aspect or llama)")
+            row.append(
+                f"--shape-rule {options.shape_rule}: the nearest shape has {shape['params_deviation']:+.0%} of N* "
+                f"parameters; "
+                "this rule's table does not reach this size (use --shape-rule aspect or llama)"
+            )
     hp, notes = _hyperparameters(plan, options)
     _put(blocks, "hyperparameters", hp)
     for row in warnings:
@@ -83,19 +86,31 @@ def _shapes(plan: Plan, options: BlockOptions) -> list[dict]:
     kind = "non_embedding" if plan.law.params_kind == "flops_per_token" else plan.law.params_kind
     out = []
     for n, fpt in zip(plan.params.tolist(), plan.flops_per_token.tolist()):
-        arch = flopslib.design_shape(n, options.shape_rule, n_kind=kind, vocab=rule.vocab,
-                                     seq_len=rule.seq_len, aspect_ratio=rule.aspect_ratio)
+        arch = flopslib.design_shape(
+            n, options.shape_rule, n_kind=kind, vocab=rule.vocab, seq_len=rule.seq_len, aspect_ratio=rule.aspect_ratio
+        )
         exact = flopslib.n_params(arch, kind)
-        out.append({
-            "rule": options.shape_rule, "n_layer": arch.n_layer, "d_model": arch.d_model,
-            "n_heads": arch.n_heads, "kv_heads": arch.kv_heads, "head_dim": arch.head_dim,
-            "d_ff": arch.d_ff, "mlp": arch.mlp, "vocab": arch.vocab, "seq_len": arch.seq_len,
-            "tied": arch.tied, "params": exact, "params_kind": kind,
-            "params_total": flopslib.n_params(arch, "total"),
-            "params_deviation": exact / n - 1.0,
-            "flops_per_token": flopslib.training_flops_per_token(arch, plan.convention, kind),
-            "flops_per_token_law": fpt,
-        })
+        out.append(
+            {
+                "rule": options.shape_rule,
+                "n_layer": arch.n_layer,
+                "d_model": arch.d_model,
+                "n_heads": arch.n_heads,
+                "kv_heads": arch.kv_heads,
+                "head_dim": arch.head_dim,
+                "d_ff": arch.d_ff,
+                "mlp": arch.mlp,
+                "vocab": arch.vocab,
+                "seq_len": arch.seq_len,
+                "tied": arch.tied,
+                "params": exact,
+                "params_kind": kind,
+                "params_total": flopslib.n_params(arch, "total"),
+                "params_deviation": exact / n - 1.0,
+                "flops_per_token": flopslib.training_flops_per_token(arch, plan.convention, kind),
+                "flops_per_token_law": fpt,
+            }
+        )
     return out
 
 
@@ -109,11 +124,19 @@ def _hyperparameters(plan: Plan, options: BlockOptions) -> tuple[list[dict], lis
     if name == "law":
         hp = _law_rules(plan, rule.seq_len, loss)
     else:
-        hp = hparams.recommend(hparams.get_rule(name), N=plan.params, C=plan.compute,
-                               L=loss if np.all(np.isfinite(loss)) else None,
-                               seq_len=rule.seq_len, tokens=plan.tokens)
-    columns = {f.name: getattr(hp, f.name) for f in dataclasses.fields(hp)
-               if f.name not in ("rule", "source", "notes", "seq_len")}
+        hp = hparams.recommend(
+            hparams.get_rule(name),
+            N=plan.params,
+            C=plan.compute,
+            L=loss if np.all(np.isfinite(loss)) else None,
+            seq_len=rule.seq_len,
+            tokens=plan.tokens,
+        )
+    columns = {
+        f.name: getattr(hp, f.name)
+        for f in dataclasses.fields(hp)
+        if f.name not in ("rule", "source", "notes", "seq_len")
+    }
     rows = _rows(columns)
     for row in rows:
         row.update({"rule": hp.rule, "source": hp.source, "seq_len": hp.seq_len})
@@ -142,9 +165,15 @@ def _law_rules(plan: Plan, seq_len: int, loss):
         lr = np.asarray(law.hyperparameter("learning_rate", **env), dtype=float)
         values["peak_lr"] = np.where(lr > 0, lr, np.nan)
     bstar = law.constants.get("Bstar", hparams.KAPLAN_BSTAR)
-    return hparams.from_values(f"{law.name} (law file)", law.source, values, seq_len=seq_len,
-                               tokens=plan.tokens, L=loss if np.all(np.isfinite(loss)) else None,
-                               Bstar=bstar)
+    return hparams.from_values(
+        f"{law.name} (law file)",
+        law.source,
+        values,
+        seq_len=seq_len,
+        tokens=plan.tokens,
+        L=loss if np.all(np.isfinite(loss)) else None,
+        Bstar=bstar,
+    )
 
 
 # -- hardware, inference, data ------------------------------------------------------------------
@@ -153,17 +182,32 @@ def _law_rules(plan: Plan, seq_len: int, loss):
 def _hardware(plan: Plan, options: BlockOptions) -> list[dict]:
     assert options.gpu is not None  # build() adds this block only with a GPU
     gpu = hardware.get_gpu(options.gpu)
-    train = hardware.training_time(plan.compute, gpu, gpus=options.gpus, mfu=options.mfu,
-                                   dtype=options.dtype, usd_per_gpu_hour=options.usd_per_gpu_hour)
+    train = hardware.training_time(
+        plan.compute,
+        gpu,
+        gpus=options.gpus,
+        mfu=options.mfu,
+        dtype=options.dtype,
+        usd_per_gpu_hour=options.usd_per_gpu_hour,
+    )
     columns = {f"train_{k}": train[k] for k in ("gpu_hours", "wall_clock_hours", "wall_clock_days", "usd")}
     if options.inference_tokens:
         flops = 2.0 * plan.params * options.inference_tokens  # 2N FLOPs per generated token
-        infer = hardware.training_time(flops, gpu, gpus=options.gpus, mfu=options.inference_mfu or options.mfu,
-                                       dtype=options.dtype, usd_per_gpu_hour=options.usd_per_gpu_hour)
-        columns.update({"inference_flops": flops, "inference_gpu_hours": infer["gpu_hours"],
-                        "inference_usd": infer["usd"]})
+        infer = hardware.training_time(
+            flops,
+            gpu,
+            gpus=options.gpus,
+            mfu=options.inference_mfu or options.mfu,
+            dtype=options.dtype,
+            usd_per_gpu_hour=options.usd_per_gpu_hour,
+        )
+        columns.update(
+            {"inference_flops": flops, "inference_gpu_hours": infer["gpu_hours"], "inference_usd": infer["usd"]}
+        )
     rows = _rows(columns)
-    fixed = {k: train[k] for k in ("gpu", "gpus", "mfu", "dtype", "peak_flops_per_s", "usd_per_gpu_hour", "price_assumed")}
+    fixed = {
+        k: train[k] for k in ("gpu", "gpus", "mfu", "dtype", "peak_flops_per_s", "usd_per_gpu_hour", "price_assumed")
+    }
     fixed["gpu_title"] = gpu.title
     fixed["inference_mfu"] = options.inference_mfu or options.mfu if options.inference_tokens else None
     for row in rows:
@@ -176,7 +220,10 @@ def _inference(plan: Plan, options: BlockOptions) -> tuple[list[dict] | None, li
 
     law = plan.law
     if law.form != "chinchilla" or law.loss is None:
-        return None, [f"--inference-tokens: the inference-aware optimum needs a law of the form E + A/N**alpha + B/D**beta; {law.name} is not (inference cost is still in the hardware block)"]
+        return None, [
+            f"--inference-tokens: the inference-aware optimum needs a law of the form E + A/N**alpha + B/D**beta; "
+            f"{law.name} is not (inference cost is still in the hardware block)"
+        ]
     k = plan.flops_per_token[0] / plan.params[0]
     mfu = {}
     if options.inference_mfu:
@@ -185,12 +232,22 @@ def _inference(plan: Plan, options: BlockOptions) -> tuple[list[dict] | None, li
     # one meaning per key: the same keys for both models, each model in its own block
     keys = ("params", "train_tokens", "train_flops", "inference_flops", "total_flops")
     aware = _rows({**{key: getattr(result, key) for key in keys}, "tokens_per_param": result.tokens_per_param})
-    optimal = _rows({**{key: getattr(result, f"{key}_0") for key in keys},
-                     "tokens_per_param": result.train_tokens_0 / result.params_0})
+    optimal = _rows(
+        {
+            **{key: getattr(result, f"{key}_0") for key in keys},
+            "tokens_per_param": result.train_tokens_0 / result.params_0,
+        }
+    )
     rows = _rows({key: getattr(result, key) for key in ("params_ratio", "tokens_ratio", "cost_saving")})
     for row, a, o in zip(rows, aware, optimal):
-        row.update({"objective": result.objective, "inference_tokens": float(options.inference_tokens or 0.0),
-                    "inference_aware": a, "compute_optimal": o})
+        row.update(
+            {
+                "objective": result.objective,
+                "inference_tokens": float(options.inference_tokens or 0.0),
+                "inference_aware": a,
+                "compute_optimal": o,
+            }
+        )
     return rows, list(result.warnings)
 
 
@@ -200,9 +257,17 @@ def _data(plan: Plan, options: BlockOptions) -> tuple[list[dict], list[list[str]
     u = options.unique_tokens
     assert u is not None  # build() adds this block only with unique tokens
     result = datalimit.optimal(plan.compute, u)
-    rows = _rows({"epochs": plan.tokens / u, "effective_tokens": datalimit.effective_data(plan.tokens, u),
-                  "optimal_params": result.params, "optimal_tokens": result.tokens,
-                  "optimal_epochs": result.epochs, "optimal_loss": result.loss, "loss_limit": result.loss_limit})
+    rows = _rows(
+        {
+            "epochs": plan.tokens / u,
+            "effective_tokens": datalimit.effective_data(plan.tokens, u),
+            "optimal_params": result.params,
+            "optimal_tokens": result.tokens,
+            "optimal_epochs": result.epochs,
+            "optimal_loss": result.loss,
+            "loss_limit": result.loss_limit,
+        }
+    )
     for row in rows:
         row.update({"unique_tokens": float(u), "law": "muennighoff2023"})
     per_row = [list(w) for w in result.warnings] if result.warnings else [[] for _ in rows]

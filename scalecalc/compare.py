@@ -71,11 +71,20 @@ def correction_path(name: str, budgets: np.ndarray) -> dict:
     rows = []
     for c in budgets.tolist():
         for step in law.extra["correction_path"]:
-            rows.append({"compute": c, "step": step["step"], "a": float(step["a"]),
-                         "ci": [float(x) for x in step["ci"]],
-                         "params": float(step["params_at"]) * (c / ref) ** float(step["a"])})
-    return {"title": "Porian et al. 2024 correction path (RefinedWeb): Kaplan's a = 0.73-0.88 -> Chinchilla's 0.5",
-            "source": f"Source: {law.source}", "rows": rows}
+            rows.append(
+                {
+                    "compute": c,
+                    "step": step["step"],
+                    "a": float(step["a"]),
+                    "ci": [float(x) for x in step["ci"]],
+                    "params": float(step["params_at"]) * (c / ref) ** float(step["a"]),
+                }
+            )
+    return {
+        "title": "Porian et al. 2024 correction path (RefinedWeb): Kaplan's a = 0.73-0.88 -> Chinchilla's 0.5",
+        "source": f"Source: {law.source}",
+        "rows": rows,
+    }
 
 
 def law_summaries() -> list[dict]:
@@ -87,10 +96,15 @@ def law_details(name: str) -> dict:
     """One law in full for `scalecalc laws NAME`: the summary plus title, constants, warnings."""
     law = load_law(name, "NAME")
     out = _summary(law)
-    out.update({"title": law.title, "params_kind": law.params_kind,
-                "constants": {k: float(v) for k, v in law.constants.items()},
-                "bootstrap_replicates": int(max((len(v) for v in law.bootstrap.values()), default=0)),
-                "warnings": list(law.warnings)})
+    out.update(
+        {
+            "title": law.title,
+            "params_kind": law.params_kind,
+            "constants": {k: float(v) for k, v in law.constants.items()},
+            "bootstrap_replicates": int(max((len(v) for v in law.bootstrap.values()), default=0)),
+            "warnings": list(law.warnings),
+        }
+    )
     return out
 
 
@@ -103,9 +117,20 @@ def _summary(law) -> dict:
         ratio = float(r.tokens_per_param[1])
     except ScalecalcError:
         a = ratio = float("nan")
-    form = f"{law.form}: " + (f"L = {law.loss.text}" if law.loss is not None else
-                              f"N* = {law.params.text}" if law.params is not None else f"D* = {law.tokens.text}")
-    return {"name": law.name, "form": form, "exponent_a": a, "tokens_per_param_1e24": ratio,
-            "flops_convention": law.flops, "source": law.source,
-            "fitted_compute": list(law.fitted_range.get("compute", (float("nan"), float("nan")))),
-            "fitted_range": {k: list(v) for k, v in law.fitted_range.items()}}
+    form = f"{law.form}: " + (
+        f"L = {law.loss.text}"
+        if law.loss is not None
+        else f"N* = {law.params.text}"
+        if law.params is not None
+        else f"D* = {law.tokens.text}"
+    )
+    return {
+        "name": law.name,
+        "form": form,
+        "exponent_a": a,
+        "tokens_per_param_1e24": ratio,
+        "flops_convention": law.flops,
+        "source": law.source,
+        "fitted_compute": list(law.fitted_range.get("compute", (float("nan"), float("nan")))),
+        "fitted_range": {k: list(v) for k, v in law.fitted_range.items()},
+    }

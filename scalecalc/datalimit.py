@@ -163,15 +163,20 @@ def _warnings(epochs, gap) -> tuple:
     for ep, g in zip(np.ravel(epochs), np.ravel(gap)):
         notes = []
         if ep > SATURATED_EPOCHS:
-            notes.append(f"{ep:.1f} epochs over the unique data: past {SATURATED_EPOCHS:g}, "
-                         "repeated data is nearly worthless (D' saturates at 16.4x the unique "
-                         "tokens)")
+            notes.append(
+                f"{ep:.1f} epochs over the unique data: past {SATURATED_EPOCHS:g}, "
+                "repeated data is nearly worthless (D' saturates at 16.4x the unique "
+                "tokens)"
+            )
         elif ep > DIMINISHING_EPOCHS:
-            notes.append(f"{ep:.1f} epochs over the unique data: past {DIMINISHING_EPOCHS:g}, "
-                         "repetition has diminishing returns")
+            notes.append(
+                f"{ep:.1f} epochs over the unique data: past {DIMINISHING_EPOCHS:g}, repetition has diminishing returns"
+            )
         if g < 1e-3:
-            notes.append("the loss is within 0.001 nats of the lowest loss these unique tokens "
-                         "allow; more compute will not lower it, more unique tokens will")
+            notes.append(
+                "the loss is within 0.001 nats of the lowest loss these unique tokens "
+                "allow; more compute will not lower it, more unique tokens will"
+            )
         out.append(tuple(notes))
     return tuple(out)
 
@@ -208,10 +213,15 @@ def optimal(C, U, k: float = 6.0) -> DataConstrainedPlan:
     L, limit = loss(N, D, U1), loss_limit(U1)
     shaped = lambda x: x.reshape(shape)  # noqa: E731
     return DataConstrainedPlan(
-        compute=C, unique_tokens=U, params=shaped(N), tokens=shaped(D), epochs=shaped(epochs),
+        compute=C,
+        unique_tokens=U,
+        params=shaped(N),
+        tokens=shaped(D),
+        epochs=shaped(epochs),
         effective_tokens=shaped(effective_data(D, U1)),
         effective_params=shaped(effective_params(N, params_for_data(np.minimum(D, U1)))),
-        loss=shaped(L), params_unconstrained=shaped(N_unc),
+        loss=shaped(L),
+        params_unconstrained=shaped(N_unc),
         tokens_unconstrained=shaped(D_unc),
         loss_unconstrained=shaped(E + A * N_unc**-alpha + B * D_unc**-beta),
         loss_limit=shaped(limit),

@@ -7,8 +7,8 @@ it verbatim as a single line on stderr.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from enum import IntEnum
-from typing import Iterable
 
 
 class ExitCode(IntEnum):
@@ -81,7 +81,7 @@ class MissingDependency(ScalecalcError):
     """An optional extra (torch, matplotlib) is needed but not installed."""
 
     @classmethod
-    def for_extra(cls, module: str, extra: str) -> "MissingDependency":
+    def for_extra(cls, module: str, extra: str) -> MissingDependency:
         return cls(f"{module} is not installed; install it with: pip install 'scalecalc[{extra}]'")
 
 

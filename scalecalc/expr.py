@@ -26,8 +26,9 @@ import ast
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -195,15 +196,11 @@ class _Validator:
 
     def name(self, node: ast.Name) -> _Name:
         if node.id in FUNCTIONS:
-            raise self.refuse(
-                f"function name {node.id!r} used as a value", node, f"call it, e.g. {node.id}(x)"
-            )
+            raise self.refuse(f"function name {node.id!r} used as a value", node, f"call it, e.g. {node.id}(x)")
         if node.id.startswith("_"):
             raise self.refuse(f"name {node.id!r} (names may not start with '_')", node)
         if not _NAME.match(node.id):
-            raise self.refuse(
-                f"name {node.id!r} (names use ASCII letters, digits and _)", node, "e.g. alpha"
-            )
+            raise self.refuse(f"name {node.id!r} (names use ASCII letters, digits and _)", node, "e.g. alpha")
         if not isinstance(node.ctx, ast.Load):  # pragma: no cover - eval mode only loads
             raise self.refuse(f"assignment to {node.id!r}", node)
         self.symbols.add(node.id)
@@ -409,8 +406,7 @@ class Expr:
         missing = sorted(self.symbols - env.keys())
         if missing:
             raise LawFileError(
-                f"{self.where}: no value for {', '.join(missing)} in {self.text!r}; "
-                "define it under constants"
+                f"{self.where}: no value for {', '.join(missing)} in {self.text!r}; define it under constants"
             )
         values = {}
         for key, value in env.items():
@@ -418,9 +414,7 @@ class Expr:
                 values[key] = np.asarray(value, dtype=float)
             except (TypeError, ValueError):
                 if key in self.symbols:
-                    raise LawFileError(
-                        f"{self.where}: {key} = {value!r} is not a number; give a number"
-                    ) from None
+                    raise LawFileError(f"{self.where}: {key} = {value!r} is not a number; give a number") from None
                 # Unused non-numeric extras (a law's metadata) are ignored.
         with np.errstate(all="ignore"):
             result = np.asarray(self._fn(values), dtype=float)  # type: ignore[misc, type-var]
@@ -459,9 +453,7 @@ class Expr:
         try:
             return _to_sympy(sp, self._tree, table)
         except (ValueError, TypeError, ArithmeticError) as exc:  # e.g. Min of incomparable args
-            raise LawFileError(
-                f"{self.where}: {self.text!r} has no symbolic form ({exc}); check the formula"
-            ) from None
+            raise LawFileError(f"{self.where}: {self.text!r} has no symbolic form ({exc}); check the formula") from None
 
 
 def parse(text: str, where: str = "formula") -> Expr:
@@ -489,13 +481,10 @@ def parse(text: str, where: str = "formula") -> Expr:
         text = repr(text)
     if not isinstance(text, str):
         raise LawFileError(
-            f"{where}: expected a formula (a string), got {type(text).__name__}; "
-            "write e.g. E + A / N**alpha"
+            f"{where}: expected a formula (a string), got {type(text).__name__}; write e.g. E + A / N**alpha"
         )
     if len(text) > MAX_LENGTH:
-        raise LawFileError(
-            f"{where}: formula is {len(text)} characters long; the limit is {MAX_LENGTH}"
-        )
+        raise LawFileError(f"{where}: formula is {len(text)} characters long; the limit is {MAX_LENGTH}")
     if not text.strip():
         raise LawFileError(f"{where}: formula is empty; write e.g. E + A / N**alpha")
     try:
@@ -505,10 +494,7 @@ def parse(text: str, where: str = "formula") -> Expr:
         position = f" ({line}column {exc.offset})" if exc.offset else ""
         raise LawFileError(f"{where}: syntax error{position}: {exc.msg}; {_ALLOWED}") from None
     except (RecursionError, MemoryError, ValueError) as exc:
-        raise LawFileError(
-            f"{where}: formula cannot be parsed ({type(exc).__name__}: {exc}); "
-            "simplify it"
-        ) from None
+        raise LawFileError(f"{where}: formula cannot be parsed ({type(exc).__name__}: {exc}); simplify it") from None
     validator = _Validator(text.strip())
     try:
         root = validator.visit(tree.body)

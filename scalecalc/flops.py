@@ -28,21 +28,44 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-from scalecalc.errors import DataError, UnknownName, UsageError
+from scalecalc.errors import UnknownName, UsageError
 
 __all__ = [
-    "Arch", "FlopItem", "Convention", "CONVENTIONS", "N_KINDS", "SHAPE_RULES", "ShapeRule",
-    "LLAMA3_FACTOR", "CHINCHILLA_A9", "PORIAN_SHAPES",
-    "get_convention", "param_counts", "n_params", "itemize", "chinchilla_appendix_f",
-    "training_flops_per_token", "width_counts", "flops_per_token", "width_for_params",
-    "shape_for_params", "convert_params", "design_shape", "search_shape", "shape_deviation", "from_hf_config",
-    "swiglu_ffn", "FlopsReport", "describe",
+    "Arch",
+    "FlopItem",
+    "Convention",
+    "CONVENTIONS",
+    "N_KINDS",
+    "SHAPE_RULES",
+    "ShapeRule",
+    "LLAMA3_FACTOR",
+    "CHINCHILLA_A9",
+    "PORIAN_SHAPES",
+    "get_convention",
+    "param_counts",
+    "n_params",
+    "itemize",
+    "chinchilla_appendix_f",
+    "training_flops_per_token",
+    "width_counts",
+    "flops_per_token",
+    "width_for_params",
+    "shape_for_params",
+    "convert_params",
+    "design_shape",
+    "search_shape",
+    "shape_deviation",
+    "from_hf_config",
+    "swiglu_ffn",
+    "FlopsReport",
+    "describe",
 ]
 
 MLPS = ("gelu", "swiglu")
@@ -56,9 +79,16 @@ LLAMA3_FACTOR = 5.711
 
 # Option names used in messages, so a bad field is reported as the flag the user typed.
 _OPTION = {
-    "n_layer": "--n-layer", "d_model": "--d-model", "n_heads": "--heads", "kv_heads": "--kv-heads",
-    "head_dim": "--head-dim", "d_ff": "--ffn", "vocab": "--vocab", "seq_len": "--seq-len",
-    "experts": "--experts", "top_k": "--top-k",
+    "n_layer": "--n-layer",
+    "d_model": "--d-model",
+    "n_heads": "--heads",
+    "kv_heads": "--kv-heads",
+    "head_dim": "--head-dim",
+    "d_ff": "--ffn",
+    "vocab": "--vocab",
+    "seq_len": "--seq-len",
+    "experts": "--experts",
+    "top_k": "--top-k",
 }
 
 
@@ -146,14 +176,10 @@ class Arch:
             _check_int(self, name, minimum=1)
         if self.n_heads % self.kv_heads:
             raise UsageError(
-                f"--kv-heads: {self.kv_heads} does not divide --heads {self.n_heads}; "
-                "choose kv_heads dividing heads"
+                f"--kv-heads: {self.kv_heads} does not divide --heads {self.n_heads}; choose kv_heads dividing heads"
             )
         if self.top_k > self.experts:
-            raise UsageError(
-                f"--top-k: {self.top_k} is more than --experts {self.experts}; "
-                "choose top_k <= experts"
-            )
+            raise UsageError(f"--top-k: {self.top_k} is more than --experts {self.experts}; choose top_k <= experts")
         for value, valid, kind, option in (
             (self.mlp, MLPS, "MLP type", "--mlp"),
             (self.pos, POSITIONS, "position encoding", "--pos"),
@@ -278,8 +304,7 @@ def itemize(arch: Arch) -> list[FlopItem]:
         FlopItem("attention: qkv", L * d * qkv_cols, 2.0 * L * d * qkv_cols),
         FlopItem("attention: mask", 0, 2.0 * L * n_ctx * a.d_attn),
         FlopItem("attention: project", L * a.d_attn * d, 2.0 * L * a.d_attn * d),
-        FlopItem("feedforward", a.experts * ff_params + router,
-                 2.0 * (a.top_k * ff_params + router)),
+        FlopItem("feedforward", a.experts * ff_params + router, 2.0 * (a.top_k * ff_params + router)),
         FlopItem("de-embed", g["head"], 2.0 * d * a.vocab),
     ]
 
@@ -314,8 +339,7 @@ def chinchilla_appendix_f(arch: Arch, include_embeddings: bool = True) -> dict[s
         "softmax": L * 3.0 * a.n_heads * s * s,
         "att_reduce": L * 2 * s * s * kh,
         "att_project": L * 2 * s * kh * d,
-        "dense": L * 2 * s * mats * d * a.d_ff * a.top_k
-        + (L * 2 * s * d * a.experts if a.experts > 1 else 0.0),
+        "dense": L * 2 * s * mats * d * a.d_ff * a.top_k + (L * 2 * s * d * a.experts if a.experts > 1 else 0.0),
         "logits": 2 * s * d * a.vocab if include_embeddings else 0.0,
     }
     t["forward"] = sum(t.values())
@@ -351,36 +375,76 @@ class Convention:
 CONVENTIONS: dict[str, Convention] = {
     c.name: c
     for c in (
-        Convention("6nd", "C = 6·N·D", "Kaplan et al. 2020 §2.1; Hoffmann et al. 2022 eq 4",
-                   "total", False,
-                   note="N as the law counts it (its params_kind); 2 FLOPs/param forward, 4 backward"),
-        Convention("kaplan", "6·N_non_embedding", "Kaplan et al. 2020 §2.1, eq 2.1-2.2",
-                   "non_embedding", False,
-                   note="embedding, unembedding (head) and the context term are left out"),
-        Convention("head", "6·(N_non_embedding + vocab·d)",
-                   "Porian et al. 2024, formll/resolving-scaling-law-discrepancies data.py", "head",
-                   False, note="Porian 'standard': the unembedding matmul is counted"),
-        Convention("attention", "6·(N_non_embedding + vocab·d + seq_len·d_attn·n_layer)",
-                   "Porian et al. 2024 N_eff (data.py)", "head", True,
-                   note="adds Kaplan's Table 1 mask term (half of QK^T + AV)"),
-        Convention("deepseek", "M = 72·l·d² + 12·l·d·seq (C = M·D)", "DeepSeek LLM 2024, eq 2",
-                   "non_embedding", True,
-                   note="non-embedding FLOPs/token with full (unhalved) attention; no vocab term"),
-        Convention("chinchilla-f", "Chinchilla App. F, as printed",
-                   "Hoffmann et al. 2022 Appendix F", "total", True,
-                   note="embeddings and final logits included; does not reproduce Table A4"),
-        Convention("chinchilla-f-a4", "Chinchilla App. F without embeddings/logits",
-                   "Hoffmann et al. 2022 Appendix F, Table A4; karpathy/nanoGPT scaling_laws.ipynb",
-                   "total", True,
-                   note="the variant that reproduces Table A4 (ratios 1.03 ... 0.99 vs 6ND)"),
-        Convention("llama3", f"{LLAMA3_FACTOR}·N·D (derived)", "back-solved from Llama 3 §3.2.1",
-                   "total", False, derived=True,
-                   note="not stated in the paper: 3.8e25 / (402e9 · 16.55e12) = 5.7116"),
+        Convention(
+            "6nd",
+            "C = 6·N·D",
+            "Kaplan et al. 2020 §2.1; Hoffmann et al. 2022 eq 4",
+            "total",
+            False,
+            note="N as the law counts it (its params_kind); 2 FLOPs/param forward, 4 backward",
+        ),
+        Convention(
+            "kaplan",
+            "6·N_non_embedding",
+            "Kaplan et al. 2020 §2.1, eq 2.1-2.2",
+            "non_embedding",
+            False,
+            note="embedding, unembedding (head) and the context term are left out",
+        ),
+        Convention(
+            "head",
+            "6·(N_non_embedding + vocab·d)",
+            "Porian et al. 2024, formll/resolving-scaling-law-discrepancies data.py",
+            "head",
+            False,
+            note="Porian 'standard': the unembedding matmul is counted",
+        ),
+        Convention(
+            "attention",
+            "6·(N_non_embedding + vocab·d + seq_len·d_attn·n_layer)",
+            "Porian et al. 2024 N_eff (data.py)",
+            "head",
+            True,
+            note="adds Kaplan's Table 1 mask term (half of QK^T + AV)",
+        ),
+        Convention(
+            "deepseek",
+            "M = 72·l·d² + 12·l·d·seq (C = M·D)",
+            "DeepSeek LLM 2024, eq 2",
+            "non_embedding",
+            True,
+            note="non-embedding FLOPs/token with full (unhalved) attention; no vocab term",
+        ),
+        Convention(
+            "chinchilla-f",
+            "Chinchilla App. F, as printed",
+            "Hoffmann et al. 2022 Appendix F",
+            "total",
+            True,
+            note="embeddings and final logits included; does not reproduce Table A4",
+        ),
+        Convention(
+            "chinchilla-f-a4",
+            "Chinchilla App. F without embeddings/logits",
+            "Hoffmann et al. 2022 Appendix F, Table A4; karpathy/nanoGPT scaling_laws.ipynb",
+            "total",
+            True,
+            note="the variant that reproduces Table A4 (ratios 1.03 ... 0.99 vs 6ND)",
+        ),
+        Convention(
+            "llama3",
+            f"{LLAMA3_FACTOR}·N·D (derived)",
+            "back-solved from Llama 3 §3.2.1",
+            "total",
+            False,
+            derived=True,
+            note="not stated in the paper: 3.8e25 / (402e9 · 16.55e12) = 5.7116",
+        ),
     )
 }
 
 
-def get_convention(name: "str | Convention", option: str = "--flops") -> Convention:
+def get_convention(name: str | Convention, option: str = "--flops") -> Convention:
     """Look up a convention by name; :class:`UnknownName` (exit 2) names ``option``."""
     if isinstance(name, Convention):
         return name
@@ -390,8 +454,7 @@ def get_convention(name: "str | Convention", option: str = "--flops") -> Convent
         raise UnknownName("FLOP convention", str(name), CONVENTIONS, option) from None
 
 
-def training_flops_per_token(arch: Arch, convention: str | Convention,
-                             n_kind: str | None = None) -> float:
+def training_flops_per_token(arch: Arch, convention: str | Convention, n_kind: str | None = None) -> float:
     """Training FLOPs per token of ``arch`` under ``convention`` (exact counts, active experts).
 
     ``n_kind`` overrides the N that ``6nd`` and ``llama3`` multiply (default: the convention's).
@@ -462,10 +525,8 @@ def describe(arch: Arch) -> FlopsReport:
         flops_per_token=fpt,
         ratio_to_6n={name: v / (6.0 * n_active) for name, v in fpt.items()},
         inference_flops_per_token=2.0 * n_active,
-        items=[{"name": i.name, "params": i.params, "forward_flops": i.forward_flops}
-               for i in itemize(arch)],
-        appendix_f={"full": chinchilla_appendix_f(arch, True),
-                    "a4": chinchilla_appendix_f(arch, False)},
+        items=[{"name": i.name, "params": i.params, "forward_flops": i.forward_flops} for i in itemize(arch)],
+        appendix_f={"full": chinchilla_appendix_f(arch, True), "a4": chinchilla_appendix_f(arch, False)},
     )
 
 
@@ -488,8 +549,7 @@ class ShapeRule:
     seq_len: int = 2048
 
     def __post_init__(self):
-        for name, option in (("aspect_ratio", "--aspect-ratio"), ("vocab", "--vocab"),
-                             ("seq_len", "--seq-len")):
+        for name, option in (("aspect_ratio", "--aspect-ratio"), ("vocab", "--vocab"), ("seq_len", "--seq-len")):
             v = getattr(self, name)
             if not (isinstance(v, (int, float, np.number)) and math.isfinite(v) and v > 0):
                 raise UsageError(f"{option} must be a positive number (got {v!r})")
@@ -509,8 +569,13 @@ def width_counts(d_model, rule: ShapeRule = ShapeRule()) -> dict[str, np.ndarray
     ne = 12.0 * n_layer * d * d
     total = ne + rule.vocab * d
     return {
-        "d_model": d, "n_layer": n_layer, "non_embedding": ne, "head": total, "total": total,
-        "embedding": rule.vocab * d, "vocab": np.full_like(d, float(rule.vocab)),
+        "d_model": d,
+        "n_layer": n_layer,
+        "non_embedding": ne,
+        "head": total,
+        "total": total,
+        "embedding": rule.vocab * d,
+        "vocab": np.full_like(d, float(rule.vocab)),
         "seq_len": np.full_like(d, float(rule.seq_len)),
     }
 
@@ -573,7 +638,7 @@ def width_for_params(N, n_kind: str = "total", rule: ShapeRule = ShapeRule()) ->
     if n_kind == "non_embedding":
         return np.cbrt(N / a)
     p, q = rule.vocab / a, N / a
-    t = np.cbrt(q / 2.0 + np.sqrt(q * q / 4.0 + p ** 3 / 27.0))
+    t = np.cbrt(q / 2.0 + np.sqrt(q * q / 4.0 + p**3 / 27.0))
     x = np.log(q / (t * t + p / 3.0 + (p / (3.0 * t)) ** 2))
     logN = np.log(N)
     for _ in range(30):
@@ -606,38 +671,77 @@ def convert_params(N, from_kind: str, to_kind: str, rule: ShapeRule = ShapeRule(
 # Hoffmann et al. 2022 Table A9 (all 50 Chinchilla-study models): (params, d_model, ffw_size,
 # kv_size, n_heads, n_layers). Transcribed in karpathy/nanoGPT scaling_laws.ipynb (cell 4).
 CHINCHILLA_A9: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (44_000_000, 512, 2048, 64, 8, 8), (57_000_000, 576, 2304, 64, 9, 9),
-    (74_000_000, 640, 2560, 64, 10, 10), (90_000_000, 640, 2560, 64, 10, 13),
-    (106_000_000, 640, 2560, 64, 10, 16), (117_000_000, 768, 3072, 64, 12, 12),
-    (140_000_000, 768, 3072, 64, 12, 15), (163_000_000, 768, 3072, 64, 12, 18),
-    (175_000_000, 896, 3584, 64, 14, 14), (196_000_000, 896, 3584, 64, 14, 16),
-    (217_000_000, 896, 3584, 64, 14, 18), (251_000_000, 1024, 4096, 64, 16, 16),
-    (278_000_000, 1024, 4096, 64, 16, 18), (306_000_000, 1024, 4096, 64, 16, 20),
-    (425_000_000, 1280, 5120, 128, 10, 18), (489_000_000, 1280, 5120, 128, 10, 21),
-    (509_000_000, 1408, 5632, 128, 11, 18), (552_000_000, 1280, 5120, 128, 10, 24),
-    (587_000_000, 1408, 5632, 128, 11, 21), (632_000_000, 1536, 6144, 128, 12, 19),
-    (664_000_000, 1408, 5632, 128, 11, 24), (724_000_000, 1536, 6144, 128, 12, 22),
-    (816_000_000, 1536, 6144, 128, 12, 25), (893_000_000, 1792, 7168, 128, 14, 20),
-    (1_018_000_000, 1792, 7168, 128, 14, 23), (1_143_000_000, 1792, 7168, 128, 14, 26),
-    (1_266_000_000, 2048, 8192, 128, 16, 22), (1_424_000_000, 2176, 8704, 128, 17, 22),
-    (1_429_000_000, 2048, 8192, 128, 16, 25), (1_593_000_000, 2048, 8192, 128, 16, 28),
-    (1_609_000_000, 2176, 8704, 128, 17, 25), (1_731_000_000, 2304, 9216, 128, 18, 24),
-    (1_794_000_000, 2176, 8704, 128, 17, 28), (2_007_000_000, 2304, 9216, 128, 18, 28),
-    (2_283_000_000, 2304, 9216, 128, 18, 32), (2_298_000_000, 2560, 10240, 128, 20, 26),
-    (2_639_000_000, 2560, 10240, 128, 20, 30), (2_980_000_000, 2560, 10240, 128, 20, 34),
-    (3_530_000_000, 2688, 10752, 128, 22, 36), (3_802_000_000, 2816, 11264, 128, 22, 36),
-    (4_084_000_000, 2944, 11776, 128, 22, 36), (4_516_000_000, 3072, 12288, 128, 24, 36),
-    (6_796_000_000, 3584, 14336, 128, 28, 40), (9_293_000_000, 4096, 16384, 128, 32, 42),
-    (11_452_000_000, 4352, 17408, 128, 32, 47), (12_295_000_000, 4608, 18432, 128, 36, 44),
-    (12_569_000_000, 4608, 18432, 128, 32, 47), (13_735_000_000, 4864, 19456, 128, 32, 47),
-    (14_940_000_000, 4992, 19968, 128, 32, 49), (16_183_000_000, 5120, 20480, 128, 40, 47),
+    (44_000_000, 512, 2048, 64, 8, 8),
+    (57_000_000, 576, 2304, 64, 9, 9),
+    (74_000_000, 640, 2560, 64, 10, 10),
+    (90_000_000, 640, 2560, 64, 10, 13),
+    (106_000_000, 640, 2560, 64, 10, 16),
+    (117_000_000, 768, 3072, 64, 12, 12),
+    (140_000_000, 768, 3072, 64, 12, 15),
+    (163_000_000, 768, 3072, 64, 12, 18),
+    (175_000_000, 896, 3584, 64, 14, 14),
+    (196_000_000, 896, 3584, 64, 14, 16),
+    (217_000_000, 896, 3584, 64, 14, 18),
+    (251_000_000, 1024, 4096, 64, 16, 16),
+    (278_000_000, 1024, 4096, 64, 16, 18),
+    (306_000_000, 1024, 4096, 64, 16, 20),
+    (425_000_000, 1280, 5120, 128, 10, 18),
+    (489_000_000, 1280, 5120, 128, 10, 21),
+    (509_000_000, 1408, 5632, 128, 11, 18),
+    (552_000_000, 1280, 5120, 128, 10, 24),
+    (587_000_000, 1408, 5632, 128, 11, 21),
+    (632_000_000, 1536, 6144, 128, 12, 19),
+    (664_000_000, 1408, 5632, 128, 11, 24),
+    (724_000_000, 1536, 6144, 128, 12, 22),
+    (816_000_000, 1536, 6144, 128, 12, 25),
+    (893_000_000, 1792, 7168, 128, 14, 20),
+    (1_018_000_000, 1792, 7168, 128, 14, 23),
+    (1_143_000_000, 1792, 7168, 128, 14, 26),
+    (1_266_000_000, 2048, 8192, 128, 16, 22),
+    (1_424_000_000, 2176, 8704, 128, 17, 22),
+    (1_429_000_000, 2048, 8192, 128, 16, 25),
+    (1_593_000_000, 2048, 8192, 128, 16, 28),
+    (1_609_000_000, 2176, 8704, 128, 17, 25),
+    (1_731_000_000, 2304, 9216, 128, 18, 24),
+    (1_794_000_000, 2176, 8704, 128, 17, 28),
+    (2_007_000_000, 2304, 9216, 128, 18, 28),
+    (2_283_000_000, 2304, 9216, 128, 18, 32),
+    (2_298_000_000, 2560, 10240, 128, 20, 26),
+    (2_639_000_000, 2560, 10240, 128, 20, 30),
+    (2_980_000_000, 2560, 10240, 128, 20, 34),
+    (3_530_000_000, 2688, 10752, 128, 22, 36),
+    (3_802_000_000, 2816, 11264, 128, 22, 36),
+    (4_084_000_000, 2944, 11776, 128, 22, 36),
+    (4_516_000_000, 3072, 12288, 128, 24, 36),
+    (6_796_000_000, 3584, 14336, 128, 28, 40),
+    (9_293_000_000, 4096, 16384, 128, 32, 42),
+    (11_452_000_000, 4352, 17408, 128, 32, 47),
+    (12_295_000_000, 4608, 18432, 128, 36, 44),
+    (12_569_000_000, 4608, 18432, 128, 32, 47),
+    (13_735_000_000, 4864, 19456, 128, 32, 47),
+    (14_940_000_000, 4992, 19968, 128, 32, 49),
+    (16_183_000_000, 5120, 20480, 128, 40, 47),
 )
 
 # Porian et al. 2024: the 16 (d_model, n_layer) shapes, reverse-engineered from the N values in
 # formll/resolving-scaling-law-discrepancies (docs/reference.md §5.3; confirm against the paper's Table 3).
 PORIAN_SHAPES: tuple[tuple[int, int], ...] = (
-    (96, 3), (128, 4), (160, 5), (224, 6), (288, 8), (320, 9), (384, 10), (480, 12), (576, 14),
-    (640, 15), (704, 18), (832, 21), (1024, 23), (1120, 26), (1312, 26), (1504, 30),
+    (96, 3),
+    (128, 4),
+    (160, 5),
+    (224, 6),
+    (288, 8),
+    (320, 9),
+    (384, 10),
+    (480, 12),
+    (576, 14),
+    (640, 15),
+    (704, 18),
+    (832, 21),
+    (1024, 23),
+    (1120, 26),
+    (1312, 26),
+    (1504, 30),
 )
 PORIAN_VOCAB = 50432
 
@@ -656,12 +760,21 @@ def shape_deviation(arch: Arch, N: float, n_kind: str = "total") -> float:
 
 def _aspect_arch(d: int, L: int, vocab: int, seq_len: int, mlp: str | None) -> Arch:
     head_dim = 128 if d >= 1024 else 64
-    return Arch(n_layer=L, d_model=d, n_heads=d // head_dim, vocab=vocab, seq_len=seq_len,
-                mlp=mlp or "gelu", tied=True, pos="rope", norm="layernorm", bias=False)
+    return Arch(
+        n_layer=L,
+        d_model=d,
+        n_heads=d // head_dim,
+        vocab=vocab,
+        seq_len=seq_len,
+        mlp=mlp or "gelu",
+        tied=True,
+        pos="rope",
+        norm="layernorm",
+        bias=False,
+    )
 
 
-def _llama_arch(d: int, L: int, vocab: int, seq_len: int, mlp: str | None,
-                ffn_multiplier: float = 1.0) -> Arch:
+def _llama_arch(d: int, L: int, vocab: int, seq_len: int, mlp: str | None, ffn_multiplier: float = 1.0) -> Arch:
     head_dim = 128 if d >= 1024 else 64
     heads = d // head_dim
     # GQA with 8 KV heads from 16 query heads up (Llama 2 70B, Llama 3); the design grid keeps
@@ -669,8 +782,20 @@ def _llama_arch(d: int, L: int, vocab: int, seq_len: int, mlp: str | None,
     kv = max(k for k in range(1, 9) if heads % k == 0) if heads >= 16 else heads
     mlp = mlp or "swiglu"
     d_ff = swiglu_ffn(d, ffn_multiplier) if mlp == "swiglu" else 4 * d
-    return Arch(n_layer=L, d_model=d, n_heads=heads, kv_heads=kv, d_ff=d_ff, vocab=vocab,
-                seq_len=seq_len, mlp=mlp, tied=False, pos="rope", norm="rmsnorm", bias=False)
+    return Arch(
+        n_layer=L,
+        d_model=d,
+        n_heads=heads,
+        kv_heads=kv,
+        d_ff=d_ff,
+        vocab=vocab,
+        seq_len=seq_len,
+        mlp=mlp,
+        tied=False,
+        pos="rope",
+        norm="rmsnorm",
+        bias=False,
+    )
 
 
 def _width_grid(lo: float, hi: float, coarse_from: int | None = None) -> list[int]:
@@ -684,8 +809,15 @@ def _width_grid(lo: float, hi: float, coarse_from: int | None = None) -> list[in
     return inside or [min(grid, key=lambda d: abs(math.log(d / lo)))]
 
 
-def search_shape(N: float, n_kind: str, make: Callable[[int, int], Arch], widths: Iterable[int], *,
-                 aspect_ratio: float, tolerance: float) -> tuple[Arch, bool]:
+def search_shape(
+    N: float,
+    n_kind: str,
+    make: Callable[[int, int], Arch],
+    widths: Iterable[int],
+    *,
+    aspect_ratio: float,
+    tolerance: float,
+) -> tuple[Arch, bool]:
     """The (d_model, n_layer) shape closest to ``aspect_ratio`` among those within ``tolerance``.
 
     ``make(d, n_layer)`` builds a candidate for each width in ``widths``; the count is linear in
@@ -716,8 +848,14 @@ def search_shape(N: float, n_kind: str, make: Callable[[int, int], Arch], widths
     return make(*best), not best_key[0]
 
 
-def _search(N: float, n_kind: str, make: Callable[[int, int], Arch], aspect: float,
-            rule: ShapeRule, coarse_from: int | None = None) -> Arch:
+def _search(
+    N: float,
+    n_kind: str,
+    make: Callable[[int, int], Arch],
+    aspect: float,
+    rule: ShapeRule,
+    coarse_from: int | None = None,
+) -> Arch:
     """:func:`search_shape` within 2% of N on the planner's width grid, searched outwards.
 
     The target aspect ratio sits at the continuous width d0, so widths within 1.6x of it are tried
@@ -738,9 +876,16 @@ def _nearest(N: float, n_kind: str, archs: list[Arch]) -> Arch:
     return min(archs, key=lambda a: abs(math.log(n_params(a, n_kind) / N)))
 
 
-def design_shape(N: float, rule_name: str = "aspect", *, n_kind: str = "total",
-                 vocab: int | None = None, seq_len: int = 2048, aspect_ratio: float = 128.0,
-                 mlp: str | None = None) -> Arch:
+def design_shape(
+    N: float,
+    rule_name: str = "aspect",
+    *,
+    n_kind: str = "total",
+    vocab: int | None = None,
+    seq_len: int = 2048,
+    aspect_ratio: float = 128.0,
+    mlp: str | None = None,
+) -> Arch:
     """A buildable architecture with about ``N`` parameters of kind ``n_kind``.
 
     Rules (:data:`SHAPE_RULES`): ``aspect`` and ``llama`` search (d_model, n_layer) on a grid and
@@ -759,21 +904,44 @@ def design_shape(N: float, rule_name: str = "aspect", *, n_kind: str = "total",
     vocab = int(vocab or (PORIAN_VOCAB if rule_name == "porian" else 32000))
     rule = ShapeRule(aspect_ratio, vocab, seq_len)
     if rule_name == "aspect":
-        return _search(N, n_kind, lambda d, L: _aspect_arch(d, L, vocab, seq_len, mlp),
-                       aspect_ratio, rule)
+        return _search(N, n_kind, lambda d, L: _aspect_arch(d, L, vocab, seq_len, mlp), aspect_ratio, rule)
     if rule_name == "llama":
-        return _search(N, n_kind, lambda d, L: _llama_arch(d, L, vocab, seq_len, mlp),
-                       aspect_ratio, rule, coarse_from=2048)
+        return _search(
+            N, n_kind, lambda d, L: _llama_arch(d, L, vocab, seq_len, mlp), aspect_ratio, rule, coarse_from=2048
+        )
     if rule_name == "chinchilla":
         # Gopher/Chinchilla blocks: relative positions, RMSNorm (Rae et al. 2021), one vocab×d
         # matrix: this count matches Table A9's params to within 1.5% for all 50 shapes.
-        archs = [Arch(n_layer=l, d_model=d, n_heads=h, head_dim=kv, d_ff=f, vocab=vocab,
-                      seq_len=seq_len, mlp="gelu", tied=True, pos="relative", norm="rmsnorm")
-                 for _, d, f, kv, h, l in CHINCHILLA_A9]
+        archs = [
+            Arch(
+                n_layer=l,
+                d_model=d,
+                n_heads=h,
+                head_dim=kv,
+                d_ff=f,
+                vocab=vocab,
+                seq_len=seq_len,
+                mlp="gelu",
+                tied=True,
+                pos="relative",
+                norm="rmsnorm",
+            )
+            for _, d, f, kv, h, l in CHINCHILLA_A9
+        ]
         return _nearest(N, n_kind, archs)
-    archs = [Arch(n_layer=l, d_model=d, n_heads=d // 64 if d % 64 == 0 else d // 32,
-                  vocab=vocab, seq_len=seq_len, mlp="swiglu", pos="rope", norm="layernorm")
-             for d, l in PORIAN_SHAPES]
+    archs = [
+        Arch(
+            n_layer=l,
+            d_model=d,
+            n_heads=d // 64 if d % 64 == 0 else d // 32,
+            vocab=vocab,
+            seq_len=seq_len,
+            mlp="swiglu",
+            pos="rope",
+            norm="layernorm",
+        )
+        for d, l in PORIAN_SHAPES
+    ]
     return _nearest(N, n_kind, archs)
 
 
@@ -794,9 +962,19 @@ _HF_KEYS = {
 # Keys that change the parameter count in ways an Arch cannot express (DeepSeek V2/V3's shared
 # and routed experts, dense first layers and compressed (MLA) attention): refused by name rather
 # than read into a silently wrong number.
-_HF_UNSUPPORTED = ("n_routed_experts", "n_shared_experts", "first_k_dense_replace",
-                   "kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-                   "v_head_dim", "moe_layer_freq", "decoder_sparse_step", "shared_expert_intermediate_size")
+_HF_UNSUPPORTED = (
+    "n_routed_experts",
+    "n_shared_experts",
+    "first_k_dense_replace",
+    "kv_lora_rank",
+    "q_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
+    "moe_layer_freq",
+    "decoder_sparse_step",
+    "shared_expert_intermediate_size",
+)
 # Families whose MLP is gated (3 matrices) even though hidden_act names plain GELU.
 _HF_GATED_GELU = ("gemma", "gemma2", "gemma3_text")
 # Families that tie the unembedding when the config leaves tie_word_embeddings out.
@@ -838,7 +1016,8 @@ def from_hf_config(path: str | Path) -> Arch:
         raise UsageError(
             f"{where}: keys {', '.join(unsupported)} change the parameter count in ways scalecalc "
             "does not model (shared/routed experts, dense first layers, compressed attention); "
-            "give the shape with --n-layer, --d-model, ... for an approximation")
+            "give the shape with --n-layer, --d-model, ... for an approximation"
+        )
     got = {field: _hf_get(cfg, keys, where) for field, keys in _HF_KEYS.items()}
     gpt2_style = "n_embd" in cfg and "hidden_size" not in cfg
     model_type = str(cfg.get("model_type", "")).lower()
@@ -848,12 +1027,16 @@ def from_hf_config(path: str | Path) -> Arch:
     experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
     moe = isinstance(experts, (int, float)) and experts > 1
     top_k = (cfg.get("num_experts_per_tok") or 1) if moe else 1
-    d_ff = (cfg.get("moe_intermediate_size") if moe else None) or \
-        cfg.get("intermediate_size") or cfg.get("n_inner")
+    d_ff = (cfg.get("moe_intermediate_size") if moe else None) or cfg.get("intermediate_size") or cfg.get("n_inner")
     try:
         return Arch(
-            **got, kv_heads=cfg.get("num_key_value_heads"), head_dim=cfg.get("head_dim"),
-            d_ff=d_ff, mlp=mlp, experts=experts, top_k=top_k,
+            **got,
+            kv_heads=cfg.get("num_key_value_heads"),
+            head_dim=cfg.get("head_dim"),
+            d_ff=d_ff,
+            mlp=mlp,
+            experts=experts,
+            top_k=top_k,
             tied=bool(cfg.get("tie_word_embeddings", gpt2_style or model_type in _HF_TIED_BY_DEFAULT)),
             pos="learned" if gpt2_style else "rope",
             norm="rmsnorm" if "rms_norm_eps" in cfg else "layernorm",

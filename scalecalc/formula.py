@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from scalecalc.laws import Law
-
 from scalecalc.planner import LINEAR_FLOPS
 
 # C = k N D (docs/reference.md §9), shown as 6 rather than 6.0
@@ -19,25 +18,39 @@ def describe(law: Law, *, latex: bool = False) -> dict:
     """The law's formulas (symbolic and with numbers), its FLOP constraint and derived optimum."""
     from scalecalc.symbolic import derive_optimum, render
 
-    out: dict = {"law": law.name, "title": law.title, "source": law.source, "flops_convention": law.flops,
-                 "constants": dict(law.constants), "definitions": {}, "formulas": {}, "optimum": None}
+    out: dict = {
+        "law": law.name,
+        "title": law.title,
+        "source": law.source,
+        "flops_convention": law.flops,
+        "constants": dict(law.constants),
+        "definitions": {},
+        "formulas": {},
+        "optimum": None,
+    }
     for name, expr in law.define:
         out["definitions"][name] = render(expr, latex, lhs=name)
     for key, lhs in (("loss", "L"), ("params", "N_opt"), ("tokens", "D_opt"), ("critical_batch", "B_crit")):
         expr = getattr(law, key)
         if expr is not None:
-            out["formulas"][key] = {"symbolic": render(expr, latex, lhs=lhs),
-                                    "numeric": render(expr, latex, law.constants, lhs=lhs)}
+            out["formulas"][key] = {
+                "symbolic": render(expr, latex, lhs=lhs),
+                "numeric": render(expr, latex, law.constants, lhs=lhs),
+            }
     for key, expr in law.hyperparameters.items():
-        out["formulas"][f"hyperparameters.{key}"] = {"symbolic": render(expr, latex, lhs=key),
-                                                    "numeric": render(expr, latex, law.constants, lhs=key)}
+        out["formulas"][f"hyperparameters.{key}"] = {
+            "symbolic": render(expr, latex, lhs=key),
+            "numeric": render(expr, latex, law.constants, lhs=key),
+        }
     k = _LINEAR.get(law.flops)
     out["constraint"] = _constraint(law, k)
     if law.loss is not None and k is not None and not law.define and law.params is None and law.tokens is None:
         from scalecalc.validate.limits import MAX_SYMBOLIC_SECONDS
         from scalecalc.validate.timeout import time_limit
 
-        with time_limit(MAX_SYMBOLIC_SECONDS, f"{law.name}: the symbolic derivation of the optimum", "MAX_SYMBOLIC_SECONDS"):
+        with time_limit(
+            MAX_SYMBOLIC_SECONDS, f"{law.name}: the symbolic derivation of the optimum", "MAX_SYMBOLIC_SECONDS"
+        ):
             optimum = derive_optimum(law.loss, k)
             if optimum is not None:
                 view = optimum.latex(law.constants) if latex else optimum.pretty(law.constants)

@@ -182,12 +182,9 @@ def budget_flops(
             usd_per_gpu_hour = gpu.usd_per_gpu_hour
         if usd_per_gpu_hour is None:
             raise UsageError(
-                f"--usd: the catalog has no price for {gpu.name}; "
-                "add --usd-per-gpu-hour (USD per GPU-hour, e.g. 2.5)"
+                f"--usd: the catalog has no price for {gpu.name}; add --usd-per-gpu-hour (USD per GPU-hour, e.g. 2.5)"
             )
-        gpu_hours = _check_positive(usd, "--usd") / _check_positive(
-            usd_per_gpu_hour, "--usd-per-gpu-hour"
-        )
+        gpu_hours = _check_positive(usd, "--usd") / _check_positive(usd_per_gpu_hour, "--usd-per-gpu-hour")
     hours = _check_positive(gpu_hours, "--gpu-hours")
     return hours * SECONDS_PER_HOUR * gpu.peak_flops(dtype) * _check_mfu(mfu)
 

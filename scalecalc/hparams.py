@@ -25,8 +25,8 @@ item 4). We default to Table 5's 2.1e8 (the fitted value); pass ``Bstar=2e8`` fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -169,8 +169,7 @@ RULES: dict[str, Rule] = {
         "C",
         deepseek2024,
         "Bi et al. 2024, DeepSeek LLM, arXiv 2401.02954, eq. 1 (η, B); Table 2 (warmup, β2)",
-        notes=("deepseek2024 C is DeepSeek's C = M·D "
-               "(M = non-embedding FLOPs/token with attention)",),
+        notes=("deepseek2024 C is DeepSeek's C = M·D (M = non-embedding FLOPs/token with attention)",),
         fitted=(1e17, 2e19),  # DeepSeek §3.1
     ),
     "kaplan2020": Rule(
@@ -278,12 +277,19 @@ def recommend(
         raise UsageError(f"--hparams {rule.name} needs {flag} (it is a function of {rule.of})")
     if rule.needs_loss and L is None:
         raise UsageError(
-            f"--hparams {rule.name} needs a predicted loss; use a law with a loss formula "
-            "or --hparams porian2024"
+            f"--hparams {rule.name} needs a predicted loss; use a law with a loss formula or --hparams porian2024"
         )
     values = rule.fn(arg, L=L, Bstar=Bstar) if rule.needs_loss else rule.fn(arg)
-    return from_values(rule.name, rule.source, values, seq_len=seq_len, tokens=tokens, L=L,
-                       Bstar=Bstar, notes=rule.notes + _extrapolation(rule, arg))
+    return from_values(
+        rule.name,
+        rule.source,
+        values,
+        seq_len=seq_len,
+        tokens=tokens,
+        L=L,
+        Bstar=Bstar,
+        notes=rule.notes + _extrapolation(rule, arg),
+    )
 
 
 def _extrapolation(rule: Rule, arg) -> tuple:
@@ -295,8 +301,10 @@ def _extrapolation(rule: Rule, arg) -> tuple:
     decades = float(np.max(np.maximum(lo - logs, logs - hi)))
     if decades <= 0:
         return ()
-    return (f"{rule.name} is extrapolated {decades:.1f} decades beyond the {rule.of} range it was "
-            f"fitted on ({rule.fitted[0]:.2g} to {rule.fitted[1]:.2g})",)
+    return (
+        f"{rule.name} is extrapolated {decades:.1f} decades beyond the {rule.of} range it was "
+        f"fitted on ({rule.fitted[0]:.2g} to {rule.fitted[1]:.2g})",
+    )
 
 
 def from_values(
@@ -339,8 +347,10 @@ def from_values(
     extra = {}
     if L is not None:
         extra = _critical_fields(batch, L, steps, tokens, Bstar)
-        added.append("critical batch from Kaplan et al. 2020 (WebText2 fit, Table 5); on another "
-                     "law's loss it is an order-of-magnitude guide")
+        added.append(
+            "critical batch from Kaplan et al. 2020 (WebText2 fit, Table 5); on another "
+            "law's loss it is an order-of-magnitude guide"
+        )
     beta2 = values.get("beta2")
     return Hyperparameters(
         rule=name,

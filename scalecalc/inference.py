@@ -24,8 +24,8 @@ The condition is the note's ε_N/ε_D = 1 + D_inf/(3·D_tr) for k = 6, k_inf = 2
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -90,17 +90,14 @@ def _constants(law: Mapping) -> tuple[float, float, float, float, float]:
         return E, A, B, alpha, beta
     except KeyError as missing:
         raise UsageError(
-            f"--inference-tokens needs a law of the form E + A/N**alpha + B/D**beta; "
-            f"constant {missing} is missing"
+            f"--inference-tokens needs a law of the form E + A/N**alpha + B/D**beta; constant {missing} is missing"
         ) from None
 
 
 def _reducible(E: float, loss) -> np.ndarray:
     s = np.asarray(loss, dtype=float) - E
     if not np.all(s > 0):
-        raise InfeasibleTarget(
-            f"--loss: target {loss} is at or below the law's floor E = {E:.4g}; aim higher"
-        )
+        raise InfeasibleTarget(f"--loss: target {loss} is at or below the law's floor E = {E:.4g}; aim higher")
     return s
 
 
@@ -186,8 +183,7 @@ def inference_optimal(
     if not np.all(np.isfinite(T) & (T >= 0)):
         raise UsageError(f"--inference-tokens: {inference_tokens} must be a finite number >= 0")
     s, T = np.broadcast_arrays(s, T)
-    w_tr, w_inf, objective = _weights(mfu_train, mfu_inference, usd_per_flop_train,
-                                      usd_per_flop_inference)
+    w_tr, w_inf, objective = _weights(mfu_train, mfu_inference, usd_per_flop_train, usd_per_flop_inference)
     q = _solve_q(alpha, beta, B, s, (w_inf / w_tr) * k_inference * T, k)
     N = np.exp((np.log(A) - np.log(s) - np.log1p(-q)) / alpha)
     D = np.exp((np.log(B) - np.log(s) - np.log(q)) / beta)
@@ -202,9 +198,24 @@ def inference_optimal(
             "validated the loss law on"
         )
     return InferenceOptimum(
-        loss=s + E, inference_tokens=T, params=N, train_tokens=D, tokens_per_param=D / N,
-        train_flops=train, inference_flops=infer, total_flops=train + infer, cost=cost,
-        params_0=N0, train_tokens_0=D0, train_flops_0=train0, inference_flops_0=infer0,
-        total_flops_0=train0 + infer0, cost_0=cost0, params_ratio=N / N0, tokens_ratio=D / D0,
-        cost_saving=1.0 - cost / cost0, objective=objective, warnings=tuple(warnings),
+        loss=s + E,
+        inference_tokens=T,
+        params=N,
+        train_tokens=D,
+        tokens_per_param=D / N,
+        train_flops=train,
+        inference_flops=infer,
+        total_flops=train + infer,
+        cost=cost,
+        params_0=N0,
+        train_tokens_0=D0,
+        train_flops_0=train0,
+        inference_flops_0=infer0,
+        total_flops_0=train0 + infer0,
+        cost_0=cost0,
+        params_ratio=N / N0,
+        tokens_ratio=D / D0,
+        cost_saving=1.0 - cost / cost0,
+        objective=objective,
+        warnings=tuple(warnings),
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -122,17 +122,27 @@ class Plan:
     def rows(self) -> list[dict]:
         """One dict per budget with the stable JSON keys (README "JSON keys")."""
         columns = {
-            "compute": self.compute, "params": self.params, "tokens": self.tokens,
-            "tokens_per_param": self.tokens_per_param, "loss": self.loss,
+            "compute": self.compute,
+            "params": self.params,
+            "tokens": self.tokens,
+            "tokens_per_param": self.tokens_per_param,
+            "loss": self.loss,
             "flops_per_token": self.flops_per_token,
         }
         optional = {
-            "params_ci": self.params_ci, "tokens_ci": self.tokens_ci, "loss_ci": self.loss_ci,
-            "loss_optimal": self.loss_optimal, "compute_overhead": self.compute_overhead,
+            "params_ci": self.params_ci,
+            "tokens_ci": self.tokens_ci,
+            "loss_ci": self.loss_ci,
+            "loss_optimal": self.loss_optimal,
+            "compute_overhead": self.compute_overhead,
         }
         columns.update({k: v for k, v in optional.items() if v is not None})
-        fixed = {"law": self.law.name, "flops_convention": self.convention, "query": self.query.kind,
-                 "params_kind": _reported_kind(self.law)}
+        fixed = {
+            "law": self.law.name,
+            "flops_convention": self.convention,
+            "query": self.query.kind,
+            "params_kind": _reported_kind(self.law),
+        }
         keys = ["law", "flops_convention", "query", *columns, "params_kind", "warnings"]
         values = [_listed(v) for v in columns.values()]
         n = len(self)
@@ -176,8 +186,16 @@ def plan(law: Law, query: Query) -> Plan:
         # DeepSeek's law is on M = FLOPs/token; report the non-embedding N of the shape with that M.
         result["params"] = model.counts(result["flops_per_token"])["non_embedding"]
         ci.pop("params_ci", None)
-    allocation = Plan(law=law, query=query, convention=model.convention, method=model.method,
-                      warnings=warnings, shape_rule=model.rule, **result, **ci)
+    allocation = Plan(
+        law=law,
+        query=query,
+        convention=model.convention,
+        method=model.method,
+        warnings=warnings,
+        shape_rule=model.rule,
+        **result,
+        **ci,
+    )
     if query.blocks is None:
         return allocation
     from scalecalc import blocks  # lazily: `plan --brief` never imports the block modules
@@ -202,7 +220,9 @@ class _Model:
         self.variables = {"U": query.unique_tokens} if query.unique_tokens else {}
         missing = [v for v in law.requires if v not in self.variables]
         if missing:
-            raise UsageError(f"--law {law.name}: this law needs --unique-tokens (U, the number of unique tokens available)")
+            raise UsageError(
+                f"--law {law.name}: this law needs --unique-tokens (U, the number of unique tokens available)"
+            )
         self.closed = law.form == "chinchilla" and law.loss is not None and self.k is not None and not law.define
         allocation = law.params is not None or law.tokens is not None
         self.method = "allocation" if allocation else ("closed-form" if self.closed else "numeric")
@@ -219,7 +239,9 @@ class _Model:
 
     def width(self, n: np.ndarray) -> np.ndarray:
         if self.law.params_kind == "flops_per_token":  # invert DeepSeek's M(d_model)
-            m = lambda x: np.log(flopslib.flops_per_token(flopslib.width_counts(np.exp(x), self.rule), "deepseek", "non_embedding"))
+            m = lambda x: np.log(
+                flopslib.flops_per_token(flopslib.width_counts(np.exp(x), self.rule), "deepseek", "non_embedding")
+            )
             return np.exp(solve.bisect_increasing(m, np.log(n), math.log(1.0), math.log(1e7)))
         return flopslib.width_for_params(np.asarray(n, dtype=float), self.law.params_kind, self.rule)
 
@@ -258,9 +280,11 @@ class _Model:
             n_of = np.exp
         else:  # search over ln d_model: N and FLOPs/token are explicit in the width
             n_of = lambda x: self._counts_n(np.exp(x))
+
         def objective(x):
             n = n_of(x)
             return self.loss(n, c / self.flops_per_token(n), constants)
+
         lo, hi = self._bracket(c)
         x = solve.minimize(objective, lo, hi)
         n = n_of(x)
@@ -311,8 +335,13 @@ def _solve(model: _Model, kind: str, values: np.ndarray, constants, query: Query
     else:
         return _ratio(model, constants, values, query.tokens_per_param)
     n, d = model.optimum(c, constants)
-    return {"compute": c, "params": n, "tokens": d, "loss": model.loss(n, d, constants),
-            "flops_per_token": model.flops_per_token(n)}
+    return {
+        "compute": c,
+        "params": n,
+        "tokens": d,
+        "loss": model.loss(n, d, constants),
+        "flops_per_token": model.flops_per_token(n),
+    }
 
 
 def _invert_frontier(model, constants, target, pick, option) -> np.ndarray:
@@ -320,7 +349,9 @@ def _invert_frontier(model, constants, target, pick, option) -> np.ndarray:
     f = lambda x: np.log(pick(*model.optimum(np.exp(x), constants)))
     x = solve.solve_monotone(f, np.log(target), *_LOG_C)
     if np.any(np.isnan(x)):
-        raise InfeasibleTarget(f"{option}: value outside what law {model.law.name} can reach between 1e6 and 1e45 FLOPs")
+        raise InfeasibleTarget(
+            f"{option}: value outside what law {model.law.name} can reach between 1e6 and 1e45 FLOPs"
+        )
     return np.exp(x)
 
 
@@ -412,14 +443,25 @@ def _warnings(model: _Model, query: Query, r: dict) -> tuple[tuple[str, ...], ..
         floor = _floor(model, law.constants)
         near = np.nonzero((r["loss"] - floor) < _NEAR_FLOOR * floor)[0]
         for i in near:
-            rows[i].append(f"target loss {r['loss'][i]:.4g} is within {_NEAR_FLOOR:.0%} of the law's floor {floor:.4g}: the compute needed is extremely sensitive to the constants")
+            rows[i].append(
+                f"target loss {r['loss'][i]:.4g} is within {_NEAR_FLOOR:.0%} of the law's floor {floor:.4g}: the "
+                f"compute needed is extremely sensitive to the constants"
+            )
     if query.unique_tokens:
         epochs = r["tokens"] / query.unique_tokens
         for i in np.nonzero(epochs > 4)[0]:
-            what = "repeated data is nearly worthless (past 16 epochs)" if epochs[i] > 16 else "diminishing returns past 4 epochs"
-            rows[i].append(f"{epochs[i]:.1f} epochs over {query.unique_tokens:.3g} unique tokens: {what} (Muennighoff et al. 2023)")
+            what = (
+                "repeated data is nearly worthless (past 16 epochs)"
+                if epochs[i] > 16
+                else "diminishing returns past 4 epochs"
+            )
+            rows[i].append(
+                f"{epochs[i]:.1f} epochs over {query.unique_tokens:.3g} unique tokens: {what} (Muennighoff et al. 2023)"
+            )
         if "U" not in law.requires:
-            common.append(f"law {law.name} ignores data repetition; use --law muennighoff2023 to plan with --unique-tokens")
+            common.append(
+                f"law {law.name} ignores data repetition; use --law muennighoff2023 to plan with --unique-tokens"
+            )
     return tuple(tuple(common + row) for row in rows)
 
 
@@ -429,8 +471,9 @@ def _range_warnings(rows, values, bounds, key, unit) -> None:
     with np.errstate(all="ignore"):
         # signed distance to the nearest bound: + above hi, - below lo, 0 inside [lo, hi]
         values = np.asarray(values, dtype=float)
-        decades = np.round(np.where(values > hi, np.log10(values / hi),
-                                    np.where(values < lo, -np.log10(lo / values), 0.0)), 1)
+        decades = np.round(
+            np.where(values > hi, np.log10(values / hi), np.where(values < lo, -np.log10(lo / values), 0.0)), 1
+        )
     flagged = np.nonzero(np.abs(decades) >= 0.1)[0]
     text = {}  # one string per distinct distance: formatting 100,000 f-strings dominates otherwise
     for d in set(decades[flagged].tolist()):  # not np.unique: it imports numpy.ma (~17 ms)

@@ -76,8 +76,13 @@ def plot_plan(plan, path: str | Path) -> None:
             shape = blocks[i]["shape"]
             n_shape = float(shape["params"])
             y = model.loss(np.array([n_shape]), c / model.flops_per_token(np.array([n_shape])), law.constants)
-            ax.plot([n_shape], y, "s", color=color,
-                    label=f"shape {shape['n_layer']}x{shape['d_model']} ({n_shape:.3g} params)" if i == 0 else None)
+            ax.plot(
+                [n_shape],
+                y,
+                "s",
+                color=color,
+                label=f"shape {shape['n_layer']}x{shape['d_model']} ({n_shape:.3g} params)" if i == 0 else None,
+            )
     ax.set_xlabel(f"parameters N ({law.params_kind.replace('_', '-')})")
     ax.set_ylabel("predicted loss (nats/token)")
     ax.set_title(f"IsoFLOP curve: {law.title}")

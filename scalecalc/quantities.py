@@ -34,9 +34,7 @@ def parse_number(text: str, option: str, *, positive: bool = True, integer: bool
     if value is None or "n" in str(text).lower():  # float() also reads nan/inf: use the grammar
         match = _NUMBER.match(str(text))
         if not match:
-            raise UsageError(
-                f"{option}: cannot read {text!r} as a number; use e.g. 1e24, 3.8e25, 70B, 1.4T or 175M"
-            )
+            raise UsageError(f"{option}: cannot read {text!r} as a number; use e.g. 1e24, 3.8e25, 70B, 1.4T or 175M")
         value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
     if not math.isfinite(value):
         raise UsageError(f"{option}: {text!r} is not finite; give a finite number")

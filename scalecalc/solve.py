@@ -7,9 +7,8 @@ quantities are smooth and span many decades.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -17,8 +16,9 @@ Array = np.ndarray
 _INVPHI = (math.sqrt(5.0) - 1.0) / 2.0  # 1/golden ratio
 
 
-def bisect_increasing(f: Callable[[Array], Array], target: Array, lo: Array | float, hi: Array | float,
-                      iterations: int = 100) -> Array:
+def bisect_increasing(
+    f: Callable[[Array], Array], target: Array, lo: Array | float, hi: Array | float, iterations: int = 100
+) -> Array:
     """Solve f(x) = target element-wise for increasing f on [lo, hi] by bisection.
 
     Returns NaN where the target is not bracketed by f(lo) and f(hi).
@@ -36,8 +36,7 @@ def bisect_increasing(f: Callable[[Array], Array], target: Array, lo: Array | fl
     return np.where(ok, 0.5 * (lo + hi), np.nan)
 
 
-def solve_monotone(f: Callable[[Array], Array], target: Array, lo: float, hi: float,
-                   iterations: int = 100) -> Array:
+def solve_monotone(f: Callable[[Array], Array], target: Array, lo: float, hi: float, iterations: int = 100) -> Array:
     """Solve f(x) = target for f monotone (either direction) on [lo, hi]."""
     f_lo, f_hi = f(np.full(1, lo)), f(np.full(1, hi))
     if np.all(f_lo > f_hi):  # decreasing: flip the sign
@@ -55,8 +54,7 @@ def second_derivative(f: Callable[[Array], Array], x: Array, h: float = 1e-3) ->
     return (-f(x + 2 * h) + 16.0 * f(x + h) - 30.0 * f(x) + 16.0 * f(x - h) - f(x - 2 * h)) / (12.0 * h * h)
 
 
-def minimize(f: Callable[[Array], Array], lo: Array, hi: Array, *, grid: int = 32,
-             iterations: int = 14) -> Array:
+def minimize(f: Callable[[Array], Array], lo: Array, hi: Array, *, grid: int = 32, iterations: int = 14) -> Array:
     """Minimise f element-wise on [lo, hi]: a grid scan, then safeguarded Newton on f' = 0.
 
     The scan finds the basin (robust to a non-convex tail) and a bracket around it; Newton steps
@@ -100,8 +98,7 @@ def golden_section(f: Callable[[Array], Array], lo: Array, hi: Array, steps: int
     for _ in range(steps):
         left = f1 < f2  # the minimum lies in [lo, x2]; else in [x1, hi]
         hi, lo = np.where(left, x2, hi), np.where(left, lo, x1)
-        x1, x2 = (np.where(left, hi - _INVPHI * (hi - lo), x2),
-                  np.where(left, x1, lo + _INVPHI * (hi - lo)))
+        x1, x2 = (np.where(left, hi - _INVPHI * (hi - lo), x2), np.where(left, x1, lo + _INVPHI * (hi - lo)))
         f_new = f(np.where(left, x1, x2))  # one new evaluation per step
         f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
     return 0.5 * (lo + hi)

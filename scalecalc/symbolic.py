@@ -110,7 +110,7 @@ class Optimum:
                 table[symbol] = sp.Float(float(value))
         return table
 
-    def numeric(self, constants: dict) -> "Optimum":
+    def numeric(self, constants: dict) -> Optimum:
         """The same optimum with the constants (name -> number) substituted as sympy Floats."""
         table = self._substitution(constants)
 
@@ -161,9 +161,7 @@ class Optimum:
         n_opt, d_opt = sp.Symbol("N_opt"), sp.Symbol("D_opt")
         if G is None:
             return sp.Eq(n_opt, params, evaluate=False), sp.Eq(d_opt, tokens, evaluate=False)
-        ratio = sp.UnevaluatedExpr(
-            sp.Mul(self.C, sp.Pow(_shown(k), -1, evaluate=False), evaluate=False)
-        )
+        ratio = sp.UnevaluatedExpr(sp.Mul(self.C, sp.Pow(_shown(k), -1, evaluate=False), evaluate=False))
         return (
             sp.Eq(n_opt, sp.Mul(G, ratio**a, evaluate=False), evaluate=False),
             sp.Eq(d_opt, sp.Mul(ratio**b, sp.Pow(G, -1), evaluate=False), evaluate=False),
@@ -240,7 +238,7 @@ class _LatexPrinter(LatexPrinter):
     def parenthesize(self, item, level, is_neg=False, strict=False):
         if isinstance(item, sp.Float) and _split_number(float(item))[1] is not None:
             if level >= PRECEDENCE["Mul"]:
-                return r"\left(%s\right)" % self._print(item)
+                return rf"\left({self._print(item)}\right)"
         return super().parenthesize(item, level, is_neg, strict)
 
 
@@ -251,7 +249,7 @@ class _Text(sp.Symbol):
         return prettyForm(self.name)
 
     def _latex(self, printer):
-        return r"\mathrm{%s}" % self.name.replace("_", r"\_")
+        return r"\mathrm{" + self.name.replace("_", r"\_") + "}"
 
 
 def _pretty(expression) -> str:
@@ -310,11 +308,7 @@ def _log_linear_root(factor, N):
 
 def _stationary_point(slope, N):
     """The positive root of dL/dN along the budget, or None when sympy has no closed form."""
-    factors = [
-        f
-        for f in sp.Mul.make_args(sp.factor_terms(slope))
-        if f.has(N) and not (f.is_positive or f.is_negative)
-    ]
+    factors = [f for f in sp.Mul.make_args(sp.factor_terms(slope)) if f.has(N) and not (f.is_positive or f.is_negative)]
     roots = []
     for factor in factors:
         root = _log_linear_root(factor, N)
@@ -323,9 +317,7 @@ def _stationary_point(slope, N):
                 candidates = sp.solve(factor, N)
             except (NotImplementedError, ValueError, TypeError):
                 continue
-            candidates = [
-                r for r in candidates if r.is_positive is not False and r.is_real is not False
-            ]
+            candidates = [r for r in candidates if r.is_positive is not False and r.is_real is not False]
             if len(candidates) != 1:
                 continue
             root = candidates[0]
@@ -431,9 +423,7 @@ def closed_form_tokens(loss: Expr, constants: dict, k, C: np.ndarray) -> np.ndar
     return _closed_form(loss, constants, k, C, "tokens")
 
 
-def render(
-    expr: Expr, latex: bool = False, constants: dict | None = None, lhs: str | None = None
-) -> str:
+def render(expr: Expr, latex: bool = False, constants: dict | None = None, lhs: str | None = None) -> str:
     """One formula of a law file (loss, params, tokens, a rule) as unicode pretty text or LaTeX.
 
     ``constants`` (name -> number, shown to 6 significant digits) are substituted when given;

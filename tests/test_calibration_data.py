@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("torch")
 
-from scalecalc.errors import DataError, MissingDependency, MissingInput, UnknownName, UsageError  # noqa: E402
 from scalecalc.calibration.data import (  # noqa: E402
     TokenData,
     default_val_tokens,
@@ -22,6 +21,7 @@ from scalecalc.calibration.data import (  # noqa: E402
     stdlib_files,
     stdlib_root,
 )
+from scalecalc.errors import DataError, MissingDependency, MissingInput, UnknownName, UsageError  # noqa: E402
 
 pytestmark = pytest.mark.torch
 SMALL = 150_000  # bytes of the stdlib taken by the quick corpus tests
@@ -32,8 +32,11 @@ def stream(data: TokenData) -> np.ndarray:
 
 
 def cache_dir(data: TokenData):
-    [entry] = [p for p in (scalecalc_home() / "corpora").iterdir()
-               if json.loads((p / "meta.json").read_text())["corpus_hash"] == data.corpus_hash]
+    [entry] = [
+        p
+        for p in (scalecalc_home() / "corpora").iterdir()
+        if json.loads((p / "meta.json").read_text())["corpus_hash"] == data.corpus_hash
+    ]
     return entry
 
 
@@ -55,9 +58,18 @@ def test_stdlib_listing_is_sorted_and_excludes_tests_and_packages():
 
 def test_stdlib_listing_rules_on_a_planted_tree(tmp_path):
     keep = ["a.py", "pkg/__init__.py", "pkg/b.py", "idlelib/editor.py", "lib2to3/pgen2/parse.py"]
-    drop = ["test/test_a.py", "pkg/tests/t.py", "idlelib/idle_test/x.py", "lib2to3/tests/data/y.py",
-            "site-packages/numpy/core.py", "dist-packages/z.py", "config-3.11-x86_64/m.py",
-            "_sysconfigdata__linux.py", "pkg/__pycache__/b.py", "notes.txt"]
+    drop = [
+        "test/test_a.py",
+        "pkg/tests/t.py",
+        "idlelib/idle_test/x.py",
+        "lib2to3/tests/data/y.py",
+        "site-packages/numpy/core.py",
+        "dist-packages/z.py",
+        "config-3.11-x86_64/m.py",
+        "_sysconfigdata__linux.py",
+        "pkg/__pycache__/b.py",
+        "notes.txt",
+    ]
     for name in keep + drop:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x = 1\n")

@@ -25,8 +25,7 @@ from tests.helpers import run
 
 PRIOR = Prior.from_law(load_law("besiroglu2024"))
 SHAPE = SweepShape(n_budgets=4, budget_ratio=10.0, sizes=7, span=8.0, seeds=1)
-SMALL_GRID = {"n_budgets": (3, 4), "budget_ratio": (10.0,), "sizes": (5, 7), "span": (8.0,),
-              "seeds": (1,)}
+SMALL_GRID = {"n_budgets": (3, 4), "budget_ratio": (10.0,), "sizes": (5, 7), "span": (8.0,), "seeds": (1,)}
 
 
 def test_prior_optimum_is_the_published_closed_form():
@@ -43,13 +42,20 @@ def test_prior_optimum_is_the_published_closed_form():
 
 def test_vectorised_fit_gives_the_constants_of_the_fit_engine():
     runs = SHAPE.runs(PRIOR, 1e20)
-    y = np.log(PRIOR.loss(runs.N, runs.D)) + 0.01 * noise_draw(5, 3)[:, :runs.N.size]
+    y = np.log(PRIOR.loss(runs.N, runs.D)) + 0.01 * noise_draw(5, 3)[:, : runs.N.size]
     theta = fit_replicates(PRIOR, runs.N, runs.D, y)
     for r in range(5):
-        res = fit_law(Runs.from_arrays(params=runs.N, tokens=runs.D, loss=np.exp(y[r]),
-                                       flops_convention="6nd", source="test"), "chinchilla")
-        want = [np.log(res.params["A"]), np.log(res.params["B"]), np.log(res.params["E"]),
-                res.params["alpha"], res.params["beta"]]
+        res = fit_law(
+            Runs.from_arrays(params=runs.N, tokens=runs.D, loss=np.exp(y[r]), flops_convention="6nd", source="test"),
+            "chinchilla",
+        )
+        want = [
+            np.log(res.params["A"]),
+            np.log(res.params["B"]),
+            np.log(res.params["E"]),
+            res.params["alpha"],
+            res.params["beta"],
+        ]
         np.testing.assert_allclose(theta[r], want, rtol=1e-4, atol=1e-6)
 
 
@@ -68,9 +74,11 @@ def test_predicted_interval_covers_an_independent_simulation_of_the_sweep():
     n = 40
     for _ in range(n):
         loss = PRIOR.loss(runs.N, runs.D) * np.exp(0.01 * rng.standard_normal(runs.N.size))
-        p = fit_law(Runs.from_arrays(params=runs.N, tokens=runs.D, loss=loss,
-                                     flops_convention="6nd", source="test"), "chinchilla",
-                    grid=16).params
+        p = fit_law(
+            Runs.from_arrays(params=runs.N, tokens=runs.D, loss=loss, flops_convention="6nd", source="test"),
+            "chinchilla",
+            grid=16,
+        ).params
         fitted = Prior("fit", p["E"], p["A"], p["B"], p["alpha"], p["beta"]).optimum(1e23)
         for key, value in zip("NDL", fitted):
             lo, _, hi = predicted[key]
@@ -88,8 +96,7 @@ def test_more_seed_noise_widens_the_interval():
     runs = SHAPE.runs(PRIOR, 1e20)
     widths = []
     for noise in (0.005, 0.01, 0.02):
-        lo, _, hi = simulate(PRIOR, runs.N, runs.D, 1e23, replicates=200, seed=0,
-                             noise=noise).interval(0.8)["N"]
+        lo, _, hi = simulate(PRIOR, runs.N, runs.D, 1e23, replicates=200, seed=0, noise=noise).interval(0.8)["N"]
         widths.append(hi / lo)
     assert widths[0] < widths[1] < widths[2]
 
@@ -97,7 +104,7 @@ def test_more_seed_noise_widens_the_interval():
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(target_exp=st.floats(22.0, 25.0), budget_exp=st.floats(19.0, 21.0))
 def test_a_larger_budget_never_gives_a_wider_interval(target_exp, budget_exp):
-    result = design(PRIOR, 10 ** target_exp, 10 ** budget_exp, replicates=60, grid=SMALL_GRID)
+    result = design(PRIOR, 10**target_exp, 10**budget_exp, replicates=60, grid=SMALL_GRID)
     rows = result.tradeoff
     assert len(rows) >= 3
     budgets = [r["budget_flops"] for r in rows]
@@ -106,17 +113,31 @@ def test_a_larger_budget_never_gives_a_wider_interval(target_exp, budget_exp):
     assert all(b <= a + 1e-12 for a, b in zip(widths, widths[1:])), widths
     assert all(r["sweep_cost_flops"] <= r["budget_flops"] * (1 + 1e-9) for r in rows)
     best = result.best
-    assert best.runs.cost_flops == pytest.approx(10 ** budget_exp)
+    assert best.runs.cost_flops == pytest.approx(10**budget_exp)
     # the sweep's runs cost what it says: sum of 6 N D over runs = the budget
-    assert float(np.sum(6 * best.runs.N * best.runs.D)) == pytest.approx(10 ** budget_exp)
+    assert float(np.sum(6 * best.runs.N * best.runs.D)) == pytest.approx(10**budget_exp)
 
 
 def test_cli_design_json_recipe_and_plot(tmp_path):
     recipe = tmp_path / "d.yaml"
     fig = tmp_path / "tradeoff.png"
-    r = run("calibrate", "design", "--target-compute", "1e23", "--budget-gpu-hours", "50",
-            "--gpu", "h100", "--replicates", "40", "--recipe", str(recipe), "--plot", str(fig),
-            "--json")
+    r = run(
+        "calibrate",
+        "design",
+        "--target-compute",
+        "1e23",
+        "--budget-gpu-hours",
+        "50",
+        "--gpu",
+        "h100",
+        "--replicates",
+        "40",
+        "--recipe",
+        str(recipe),
+        "--plot",
+        str(fig),
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     best = out["best"]
@@ -132,16 +153,18 @@ def test_cli_design_json_recipe_and_plot(tmp_path):
     assert {c.budget_kind for c in parsed.runs()} == {"flops"}
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--budget-flops", "1e20"], "exactly one of --target-compute"),
-    (["--target-compute", "1e23"], "exactly one of --budget-flops"),
-    (["--target-compute", "1e23", "--budget-flops", "1e10"], "cannot pay for any sweep"),
-    (["--target-compute", "1e18", "--budget-flops", "1e21"], "not above the calibration runs"),
-    (["--target-compute", "1e23", "--budget-flops", "1e20", "--prior", "kaplan2020"],
-     "not of the Chinchilla form"),
-    (["--target-compute", "1e23", "--budget-gpu-hours", "5", "--gpu", "h1000"], "--gpu"),
-    (["--target-compute", "-1", "--budget-flops", "1e20"], "--target-compute"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--budget-flops", "1e20"], "exactly one of --target-compute"),
+        (["--target-compute", "1e23"], "exactly one of --budget-flops"),
+        (["--target-compute", "1e23", "--budget-flops", "1e10"], "cannot pay for any sweep"),
+        (["--target-compute", "1e18", "--budget-flops", "1e21"], "not above the calibration runs"),
+        (["--target-compute", "1e23", "--budget-flops", "1e20", "--prior", "kaplan2020"], "not of the Chinchilla form"),
+        (["--target-compute", "1e23", "--budget-gpu-hours", "5", "--gpu", "h1000"], "--gpu"),
+        (["--target-compute", "-1", "--budget-flops", "1e20"], "--target-compute"),
+    ],
+)
 def test_bad_design_input_is_one_error_line_exit_2(tmp_path, args, needle):
     recipe = tmp_path / "d.yaml"
     r = run("calibrate", "design", *args, "--recipe", str(recipe))

@@ -15,19 +15,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
-from scalecalc.errors import NotEnoughData
-from scalecalc.calibration.estimate import (KAPLAN_TABLE5, Curve, Estimate, contours, curves_from_store,
-                                fit_bcrit, fit_loss_n, fit_loss_n_e, loss_nsb, make_curve)
+from scalecalc.calibration.estimate import (
+    KAPLAN_TABLE5,
+    Curve,
+    Estimate,
+    contours,
+    curves_from_store,
+    fit_bcrit,
+    fit_loss_n,
+    fit_loss_n_e,
+    loss_nsb,
+    make_curve,
+)
 from scalecalc.calibration.estimate.contour import Contour, first_reach, fit_contour
 from scalecalc.calibration.estimate.curves import smooth_log_loss
-from scalecalc.calibration.estimate.result import write_yaml
 from scalecalc.calibration.estimate.kaplan import b_crit, frontier, loss_n, loss_n_smin, optimal_params, s_min
+from scalecalc.calibration.estimate.result import write_yaml
+from scalecalc.errors import NotEnoughData
 
 T5 = KAPLAN_TABLE5
 PF_DAY = 8.64e19  # FLOPs (Kaplan §1.3)
 
 
 # --- forward model --------------------------------------------------------------------------
+
 
 def test_implicit_loss_matches_reference_vector():
     # docs/reference.md §1.6: Table 5 constants, N = 1e8, S = 1e5, B = 2^19 -> L = 2.961,
@@ -40,8 +51,7 @@ def test_implicit_loss_matches_reference_vector():
 
 def test_b_crit_reference_vectors():
     # docs/reference.md §10 with B* = 2e8, alpha_B = 0.21
-    assert_allclose(b_crit(np.array([2.0, 3.0, 4.0, 10.0]), 2e8, 0.21),
-                    [7.37e6, 1.07e6, 2.72e5, 3.46e3], rtol=5e-3)
+    assert_allclose(b_crit(np.array([2.0, 3.0, 4.0, 10.0]), 2e8, 0.21), [7.37e6, 1.07e6, 2.72e5, 3.46e3], rtol=5e-3)
 
 
 @settings(max_examples=40, deadline=None)
@@ -51,8 +61,7 @@ def test_implicit_loss_solves_its_equation(logN, logS, logB):
     L = loss_nsb(N, S, B, **T5)
     # L = L(N, S_min(S, B, L)) to float precision, above the converged L(N)
     Smin = s_min(S, B, L, T5["Bstar"], T5["alpha_B"])
-    assert_allclose(L, loss_n_smin(N, Smin, T5["N_c"], T5["alpha_N"], T5["S_c"], T5["alpha_S"]),
-                    rtol=1e-12)
+    assert_allclose(L, loss_n_smin(N, Smin, T5["N_c"], T5["alpha_N"], T5["S_c"], T5["alpha_S"]), rtol=1e-12)
     assert L > loss_n(N, T5["N_c"], T5["alpha_N"])
     # more steps or a bigger batch (more tokens per step) never raise the loss
     assert loss_nsb(N, 2 * S, B, **T5) < L
@@ -75,6 +84,7 @@ def test_frontier_matches_app_b_reference():
 
 # --- curves ---------------------------------------------------------------------------------
 
+
 def test_smoothing_keeps_power_laws_and_reduces_noise():
     S = np.arange(100, 10001, 50, dtype=float)
     L = 5.0 * S**-0.1  # a straight line in log-log is left exactly as is
@@ -89,15 +99,16 @@ def test_first_reach_inverts_a_power_law():
     c = make_curve("r", 1e6, 1.2e6, 1024, 0, S, 10.0 * S**-0.2)
     for target in (4.0, 2.0, 1.2):
         assert_allclose(first_reach(c, target), (10.0 / target) ** 5, rtol=1e-9)
-    assert np.isnan(first_reach(c, 0.5))   # never reached
-    assert np.isnan(first_reach(c, 9.0))   # already below at the first point
+    assert np.isnan(first_reach(c, 0.5))  # never reached
+    assert np.isnan(first_reach(c, 9.0))  # already below at the first point
 
 
 def test_final_loss_ignores_step_zero_and_warmup():
     # the trainer logs step 0 (log 0 would poison the smoothing) and the warmup transient
     S = np.array([0, 5, 10, 20, 40, 80], float)
-    c = make_curve("r", 1e6, 1.2e6, 1024, 10, S, [5.5, 5.0, 4.0, 3.0 * 20**-0.1 * 20**0.1,
-                                                   3.0 * 2**-0.1, 3.0 * 4**-0.1])
+    c = make_curve(
+        "r", 1e6, 1.2e6, 1024, 10, S, [5.5, 5.0, 4.0, 3.0 * 20**-0.1 * 20**0.1, 3.0 * 2**-0.1, 3.0 * 4**-0.1]
+    )
     assert_allclose(c.final_loss, 3.0 * 4**-0.1, rtol=1e-12)
     assert np.isnan(make_curve("r", 1e6, 1e6, 1024, 0, [0, 1], [np.nan, -1.0]).final_loss)
 
@@ -112,6 +123,7 @@ def test_make_curve_derives_tokens_and_flops():
 
 
 # --- step 1: L(N) ---------------------------------------------------------------------------
+
 
 def test_power_law_in_n_exact_recovery():
     N = np.geomspace(1e5, 1e8, 6)
@@ -133,10 +145,13 @@ def test_irreducible_term_at_bound_is_flagged():
     assert fit.at_bound and fit.E < 1e-3
 
 
-@pytest.mark.parametrize("N, L, match", [
-    ([1e6, 1e6], [3.0, 3.1], "at least 2 model sizes"),
-    ([1e6, 1e7], [3.0, 3.2], "does not fall with N"),
-])
+@pytest.mark.parametrize(
+    "N, L, match",
+    [
+        ([1e6, 1e6], [3.0, 3.1], "at least 2 model sizes"),
+        ([1e6, 1e7], [3.0, 3.2], "does not fall with N"),
+    ],
+)
 def test_power_law_in_n_refuses_bad_data(N, L, match):
     with pytest.raises(NotEnoughData, match=match):
         fit_loss_n(N, L)
@@ -148,6 +163,7 @@ def test_irreducible_term_needs_three_sizes():
 
 
 # --- step 2: contours -----------------------------------------------------------------------
+
 
 def test_contour_hyperbola_exact_recovery():
     # S(B) = S_min + E_min/B is Kaplan eq 5.1 with E = B S (module docstring of contour.py)
@@ -167,8 +183,7 @@ def test_contour_with_one_batch_size_fails_cleanly():
 
 def test_contours_from_exact_curves_follow_b_crit():
     S = np.unique(np.round(np.geomspace(1, 3e4, 400)))
-    group = [make_curve(f"b{B}", 1e6, 1.2e6, B, 20, S, loss_nsb(1e6, S, B, **T5))
-             for B in 2.0 ** np.arange(13, 19)]
+    group = [make_curve(f"b{B}", 1e6, 1.2e6, B, 20, S, loss_nsb(1e6, S, B, **T5)) for B in 2.0 ** np.arange(13, 19)]
     found = [c for c in contours(group, n_levels=8) if c.ok]
     assert len(found) == 8
     for c in found:  # interpolation of the smoothed curves costs a little accuracy
@@ -202,11 +217,19 @@ def test_b_crit_far_outside_the_batch_grid_is_left_out():
 
 # --- law file -------------------------------------------------------------------------------
 
+
 def _estimate(constants, **kw) -> Estimate:
-    return Estimate(constants=dict(constants), intervals={k: (0.9 * v, 1.1 * v) for k, v in constants.items()},
-                    bootstrap={k: (v, v * 1.01) for k, v in constants.items()}, n_runs=12, n_sizes=4,
-                    warnings=("a warning",), provenance={"recipe": "quick-cpu", "date": "2026-01-01"},
-                    fitted_range={"params": (1e5, 1e7), "tokens": (1e7, 1e9)}, **kw)
+    return Estimate(
+        constants=dict(constants),
+        intervals={k: (0.9 * v, 1.1 * v) for k, v in constants.items()},
+        bootstrap={k: (v, v * 1.01) for k, v in constants.items()},
+        n_runs=12,
+        n_sizes=4,
+        warnings=("a warning",),
+        provenance={"recipe": "quick-cpu", "date": "2026-01-01"},
+        fitted_range={"params": (1e5, 1e7), "tokens": (1e7, 1e9)},
+        **kw,
+    )
 
 
 def _load(law: dict, tmp_path):
@@ -238,8 +261,9 @@ def test_chinchilla_law_file_when_isoflop_constants_exist(tmp_path):
     chin = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658, "a": 0.5}
     law = _load(_estimate({**T5, **chin}).to_law(), tmp_path)
     assert law.form == "chinchilla" and law.flops == "6nd" and law.params_kind == "total"
-    assert_allclose(law.evaluate("loss", N=1e9, D=20e9),
-                    1.8172 + 482.01 / 1e9**0.3478 + 2085.43 / 20e9**0.3658, rtol=1e-12)
+    assert_allclose(
+        law.evaluate("loss", N=1e9, D=20e9), 1.8172 + 482.01 / 1e9**0.3478 + 2085.43 / 20e9**0.3658, rtol=1e-12
+    )
     assert law.critical_batch is not None
 
 
@@ -256,20 +280,32 @@ def test_to_dict_is_json():
 
 # --- store adapter --------------------------------------------------------------------------
 
+
 def test_curves_from_store(tmp_path):
     from scalecalc.calibration.store import Point, Store
 
     store = Store(tmp_path, create=True)
     store.set_meta(recipe="unit")
-    cfg = {"n_layer": 2, "d_model": 64, "n_head": 2, "seq_len": 128, "batch_size": 16,
-           "budget_kind": "flops", "budget_amount": 1e15, "fixed_warmup_steps": 5}
+    cfg = {
+        "n_layer": 2,
+        "d_model": 64,
+        "n_head": 2,
+        "seq_len": 128,
+        "batch_size": 16,
+        "budget_kind": "flops",
+        "budget_amount": 1e15,
+        "fixed_warmup_steps": 5,
+    }
     store.add_runs([("r1", cfg), ("r2", {**cfg, "batch_size": 32})])
     for rid, status in (("r1", "done"), ("r2", "failed")):
         store.claim_next(only=[rid])
-        store.set_run_info(rid, params={"non_embedding": 1e5, "total": 1.4e5, "embedding": 4e4},
-                           device="cpu")
-        store.add_points([Point(rid, s, s * 2048.0, s * 2048.0 * 8.4e5, None,
-                                None if s == 1 else 5.0 / s**0.1, 1e-3, 0.1) for s in (1, 10, 20, 40)])
+        store.set_run_info(rid, params={"non_embedding": 1e5, "total": 1.4e5, "embedding": 4e4}, device="cpu")
+        store.add_points(
+            [
+                Point(rid, s, s * 2048.0, s * 2048.0 * 8.4e5, None, None if s == 1 else 5.0 / s**0.1, 1e-3, 0.1)
+                for s in (1, 10, 20, 40)
+            ]
+        )
         store.finish(rid, status)
     (c,) = curves_from_store(store)  # the failed run is left out
     assert isinstance(c, Curve) and c.run_id == "r1"

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from scalecalc.errors import NotEnoughData
 from scalecalc.calibration.estimate import KAPLAN_TABLE5, estimate, heldout_check, synthetic_curves
 from scalecalc.calibration.estimate.kaplan import b_crit, loss_n
+from scalecalc.errors import NotEnoughData
 
 T5 = KAPLAN_TABLE5
 SIZES = [1e5, 3e5, 1e6, 3e6, 1e7]
@@ -52,8 +52,11 @@ def noisy(noisy_curves):
 
 def test_exact_curves_recover_all_six_constants(exact):
     k = exact.constants
-    assert_allclose([k["alpha_N"], k["alpha_B"], k["alpha_S"], k["S_c"]],
-                    [T5["alpha_N"], T5["alpha_B"], T5["alpha_S"], T5["S_c"]], rtol=0.005)
+    assert_allclose(
+        [k["alpha_N"], k["alpha_B"], k["alpha_S"], k["S_c"]],
+        [T5["alpha_N"], T5["alpha_B"], T5["alpha_S"], T5["S_c"]],
+        rtol=0.005,
+    )
     assert_allclose(k["N_c"], T5["N_c"], rtol=0.05)
     assert_allclose(k["Bstar"], T5["Bstar"], rtol=0.03)
     assert exact.warnings == ()
@@ -162,14 +165,29 @@ def test_store_round_trip_gives_the_same_estimate(tmp_path):
     store.set_meta(recipe="synthetic", corpus_hash="abc123")
     for c in curves:
         B = int(c.batch_tokens)
-        cfg = {"n_layer": 2, "d_model": 64, "n_head": 2, "seq_len": 256, "batch_size": B // 256,
-               "fixed_warmup_steps": c.warmup_steps, "tag": c.run_id}
+        cfg = {
+            "n_layer": 2,
+            "d_model": 64,
+            "n_head": 2,
+            "seq_len": 256,
+            "batch_size": B // 256,
+            "fixed_warmup_steps": c.warmup_steps,
+            "tag": c.run_id,
+        }
         store.add_runs([(c.run_id, cfg)])
         store.claim_next(only=[c.run_id])
-        store.set_run_info(c.run_id, params={"non_embedding": c.N_non_embedding, "total": c.N_total},
-                           device="cpu", corpus_hash="abc123")
-        store.add_points([Point(c.run_id, int(s), t, f, None, float(l), 1e-3, 0.0)
-                          for s, t, f, l in zip(c.steps, c.tokens, c.flops, c.loss)])
+        store.set_run_info(
+            c.run_id,
+            params={"non_embedding": c.N_non_embedding, "total": c.N_total},
+            device="cpu",
+            corpus_hash="abc123",
+        )
+        store.add_points(
+            [
+                Point(c.run_id, int(s), t, f, None, float(l), 1e-3, 0.0)
+                for s, t, f, l in zip(c.steps, c.tokens, c.flops, c.loss)
+            ]
+        )
         store.finish(c.run_id, "done")
     from_store = estimate(store, bootstrap=0)
     direct = estimate(curves, bootstrap=0)
@@ -195,8 +213,7 @@ def _isoflop_curves(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.37):
             D = C / (6 * N)
             tokens = np.array([D / 2, D])
             loss = E + A / N**alpha + B / tokens**beta
-            curves.append(make_curve(f"C{C:g}-N{N:.3g}", 0.8 * N, N, 4096, 0, tokens / 4096, loss,
-                                     budget=C))
+            curves.append(make_curve(f"C{C:g}-N{N:.3g}", 0.8 * N, N, 4096, 0, tokens / 4096, loss, budget=C))
     return curves
 
 
@@ -216,5 +233,8 @@ def test_isoflop_runs_give_the_chinchilla_form_through_the_fit_engine(tmp_path):
     from scalecalc.laws import load_law
 
     est.write_law(tmp_path / "law.yaml", "iso")
-    assert_allclose(load_law(str(tmp_path / "law.yaml")).evaluate("loss", N=1e6, D=2e7),
-                    1.8 + 400 / 1e6**0.34 + 1500 / 2e7**0.37, rtol=0.02)
+    assert_allclose(
+        load_law(str(tmp_path / "law.yaml")).evaluate("loss", N=1e6, D=2e7),
+        1.8 + 400 / 1e6**0.34 + 1500 / 2e7**0.37,
+        rtol=0.02,
+    )

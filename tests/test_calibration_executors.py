@@ -49,13 +49,17 @@ ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
 
 
 def _cli(*args, timeout=300, env=None):
-    return subprocess.run([sys.executable, "-m", "scalecalc", "calibrate", "run", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env or ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "scalecalc", "calibrate", "run", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or ENV,
+    )
 
 
 def _sweep_args(recipe, out, *extra):
-    return (recipe, "--out", out, "--device", "cpu", "--threads", "1", "--checkpoint-steps", "20",
-            "--json", *extra)
+    return (recipe, "--out", out, "--device", "cpu", "--threads", "1", "--checkpoint-steps", "20", "--json", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +90,7 @@ def assert_same_store(got: Path, want: Path) -> None:
             assert [p.val_loss for p in pa] == [p.val_loss for p in pb]
             assert [p.train_loss for p in pa] == [p.train_loss for p in pb]
             assert run.params == b.run(run.id).params and run.corpus_hash
-        rows = a._db.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || ':' || step) "
-                             "FROM points").fetchone()
+        rows = a._db.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || ':' || step) FROM points").fetchone()
         assert rows[0] == rows[1]
 
 
@@ -101,17 +104,20 @@ def _one_error_line(r, *words):
 # -- bad input: one line, exit 2, nothing written, no cluster needed ---------------------------
 
 
-@pytest.mark.parametrize("args, words", [
-    (("--partition", "gpu"), ("--partition", "--executor")),
-    (("--executor", "ray", "--partition", "gpu"), ("--partition", "slurm")),
-    (("--executor", "slurm", "--address", "auto"), ("--address", "ray")),
-    (("--executor", "nomad"), ("--executor", "local, ray or slurm")),
-    (("--executor", "ray", "--shared-dir", "/proc/no/such"), ("--shared-dir", "writable")),
-    (("--executor", "ray", "--gpus-per-run", "-1"), ("--gpus-per-run",)),
-    (("--executor", "slurm", "--gpus-per-run", "0.5"), ("--gpus-per-run", "integer")),
-    (("--executor", "slurm", "--time", "soon"), ("--time", "HH:MM:SS")),
-    (("--executor", "slurm", "--sbatch-flag", "qos"), ("--sbatch-flag",)),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("--partition", "gpu"), ("--partition", "--executor")),
+        (("--executor", "ray", "--partition", "gpu"), ("--partition", "slurm")),
+        (("--executor", "slurm", "--address", "auto"), ("--address", "ray")),
+        (("--executor", "nomad"), ("--executor", "local, ray or slurm")),
+        (("--executor", "ray", "--shared-dir", "/proc/no/such"), ("--shared-dir", "writable")),
+        (("--executor", "ray", "--gpus-per-run", "-1"), ("--gpus-per-run",)),
+        (("--executor", "slurm", "--gpus-per-run", "0.5"), ("--gpus-per-run", "integer")),
+        (("--executor", "slurm", "--time", "soon"), ("--time", "HH:MM:SS")),
+        (("--executor", "slurm", "--sbatch-flag", "qos"), ("--sbatch-flag",)),
+    ],
+)
 def test_bad_options_fail_before_any_cluster(recipe, tmp_path, monkeypatch, args, words):
     from typer.testing import CliRunner
 
@@ -127,8 +133,7 @@ def test_bad_options_fail_before_any_cluster(recipe, tmp_path, monkeypatch, args
 
 
 def test_no_sbatch_on_path(recipe, tmp_path):
-    r = _cli(recipe, "--out", tmp_path / "o", "--executor", "slurm",
-             env={**ENV, "PATH": "/nonexistent"})
+    r = _cli(recipe, "--out", tmp_path / "o", "--executor", "slurm", env={**ENV, "PATH": "/nonexistent"})
     assert r.returncode == 2
     _one_error_line(r, "sbatch", "PATH")
     assert not (tmp_path / "o").exists()
@@ -138,20 +143,20 @@ def test_no_ray_cluster_at_address(recipe, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = _cli(recipe, "--out", tmp_path / "o", "--executor", "ray", "--address",
-             f"127.0.0.1:{port}", timeout=60)
+    r = _cli(recipe, "--out", tmp_path / "o", "--executor", "ray", "--address", f"127.0.0.1:{port}", timeout=60)
     assert r.returncode == 2
     _one_error_line(r, "--address", "ray start --head")
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("executor, extra", [("ray", "scalecalc[ray]"),
-                                             ("slurm", "scalecalc[slurm]")])
+@pytest.mark.parametrize("executor, extra", [("ray", "scalecalc[ray]"), ("slurm", "scalecalc[slurm]")])
 def test_missing_extra_names_it(recipe, tmp_path, executor, extra):
     module = {"ray": "ray", "slurm": "submitit"}[executor]
-    code = (f"import sys; sys.modules[{module!r}] = None; from scalecalc.cli import main; "
-            f"sys.argv = ['scalecalc', 'calibrate', 'run', {str(recipe)!r}, '--out', "
-            f"{str(tmp_path / 'o')!r}, '--executor', {executor!r}]; main()")
+    code = (
+        f"import sys; sys.modules[{module!r}] = None; from scalecalc.cli import main; "
+        f"sys.argv = ['scalecalc', 'calibrate', 'run', {str(recipe)!r}, '--out', "
+        f"{str(tmp_path / 'o')!r}, '--executor', {executor!r}]; main()"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert r.returncode == 1
     _one_error_line(r, extra)
@@ -173,16 +178,24 @@ class RayCluster:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
-        self.head = self._start("--head", f"--port={self.port}", f"--temp-dir={self.tmp}",
-                                "--include-dashboard=false", "--node-ip-address=127.0.0.1")
+        self.head = self._start(
+            "--head",
+            f"--port={self.port}",
+            f"--temp-dir={self.tmp}",
+            "--include-dashboard=false",
+            "--node-ip-address=127.0.0.1",
+        )
         self._wait_nodes(1)
         self.worker = self.start_worker()
 
     def _start(self, *args):
-        return subprocess.Popen([self.ray, "start", "--block", "--num-cpus=1", "--num-gpus=2",
-                                 "--disable-usage-stats", *args], env=ENV,
-                                start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [self.ray, "start", "--block", "--num-cpus=1", "--num-gpus=2", "--disable-usage-stats", *args],
+            env=ENV,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def start_worker(self):
         proc = self._start(f"--address={self.address}", "--node-ip-address=127.0.0.1")
@@ -190,12 +203,13 @@ class RayCluster:
         return proc
 
     def _wait_nodes(self, n, timeout=90):
-        code = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
-                "print(sum(x['Alive'] for x in ray.nodes()))")
+        code = (
+            "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+            "print(sum(x['Alive'] for x in ray.nodes()))"
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            r = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True,
-                               text=True, env=ENV)
+            r = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True, text=True, env=ENV)
             if r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [str(n)]:
                 return
             time.sleep(1)
@@ -229,23 +243,27 @@ def ray_cluster():
 
 def test_ray_sweep_equals_local(ray_cluster, recipe, reference, tmp_path):
     out = tmp_path / "runs"
-    r = _cli(*_sweep_args(recipe, out, "--executor", "ray", "--address", ray_cluster.address,
-                          "--gpus-per-run", "0.5"))
+    r = _cli(*_sweep_args(recipe, out, "--executor", "ray", "--address", ray_cluster.address, "--gpus-per-run", "0.5"))
     assert r.returncode == 0, r.stderr
     assert "ray: submitted 2 run(s)" in r.stderr
     assert_same_store(out, reference)
     with Store(out) as store:
         meta = store.meta()["executor"]
     assert meta["name"] == "ray" and all(len(v) == 1 for v in meta["runs"].values())
-    status = subprocess.run([sys.executable, "-m", "scalecalc", "calibrate", "status", str(out),
-                             "--json"], capture_output=True, text=True, env=ENV)
+    status = subprocess.run(
+        [sys.executable, "-m", "scalecalc", "calibrate", "status", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     rows = json.loads(status.stdout)
     assert {row["executor"] for row in rows} == {"ray"} and all(row["tasks"] for row in rows)
 
 
 def test_ray_gpus_per_run_larger_than_any_node(ray_cluster, recipe, tmp_path):
-    r = _cli(recipe, "--out", tmp_path / "o", "--executor", "ray", "--address",
-             ray_cluster.address, "--gpus-per-run", "3")
+    r = _cli(
+        recipe, "--out", tmp_path / "o", "--executor", "ray", "--address", ray_cluster.address, "--gpus-per-run", "3"
+    )
     assert r.returncode == 2
     _one_error_line(r, "--gpus-per-run", "at most 2")
     assert not (tmp_path / "o").exists()
@@ -266,10 +284,23 @@ def _wait_for_progress(shared: Path, step: int, proc, timeout=180):
 
 def test_ray_worker_node_killed_mid_run(ray_cluster, recipe, reference, tmp_path):
     out, shared = tmp_path / "runs", tmp_path / "shared"
-    proc = subprocess.Popen([sys.executable, "-m", "scalecalc", "calibrate", "run",
-                             *map(str, _sweep_args(recipe, out, "--executor", "ray", "--address",
-                                                   ray_cluster.address, "--shared-dir", shared))],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scalecalc",
+            "calibrate",
+            "run",
+            *map(
+                str,
+                _sweep_args(recipe, out, "--executor", "ray", "--address", ray_cluster.address, "--shared-dir", shared),
+            ),
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for_progress(shared, 60, proc)
         ray_cluster.kill_worker()  # its raylet and workers: the task there is lost and retried
@@ -284,11 +315,13 @@ def test_ray_worker_node_killed_mid_run(ray_cluster, recipe, reference, tmp_path
 
 def test_ray_driver_sigkill_then_rerun(ray_cluster, recipe, reference, tmp_path):
     out, shared = tmp_path / "runs", tmp_path / "shared"
-    args = _sweep_args(recipe, out, "--executor", "ray", "--address", ray_cluster.address,
-                       "--shared-dir", shared)
-    proc = subprocess.Popen([sys.executable, "-m", "scalecalc", "calibrate", "run",
-                             *map(str, args)], env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    args = _sweep_args(recipe, out, "--executor", "ray", "--address", ray_cluster.address, "--shared-dir", shared)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scalecalc", "calibrate", "run", *map(str, args)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_progress(shared, 60, proc)
         proc.send_signal(signal.SIGKILL)
@@ -318,21 +351,37 @@ def slurm():
     pytest.importorskip("submitit")
     if not _slurm_up():
         if REQUIRE:
-            pytest.fail("SCALECALC_REQUIRE_CLUSTER is set but no Slurm controller answers; "
-                        "start it with `bash .ci/slurm.sh start`")
-        pytest.skip("no Slurm controller here; `bash .ci/slurm.sh install && bash .ci/slurm.sh "
-                    "start` (root) starts a single-node one")
-    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True,
-                          text=True).stdout.split()[0]
+            pytest.fail(
+                "SCALECALC_REQUIRE_CLUSTER is set but no Slurm controller answers; "
+                "start it with `bash .ci/slurm.sh start`"
+            )
+        pytest.skip(
+            "no Slurm controller here; `bash .ci/slurm.sh install && bash .ci/slurm.sh "
+            "start` (root) starts a single-node one"
+        )
+    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
     yield node
-    subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"],
-                   capture_output=True)
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
 
 
 def test_slurm_sweep_equals_local(slurm, recipe, reference, tmp_path):
     out = tmp_path / "runs"
-    r = _cli(*_sweep_args(recipe, out, "--executor", "slurm", "--partition", "debug",
-                          "--gpus-per-run", "1", "--time", "10", "--array-parallelism", "2"))
+    r = _cli(
+        *_sweep_args(
+            recipe,
+            out,
+            "--executor",
+            "slurm",
+            "--partition",
+            "debug",
+            "--gpus-per-run",
+            "1",
+            "--time",
+            "10",
+            "--array-parallelism",
+            "2",
+        )
+    )
     assert r.returncode == 0, r.stderr
     assert "slurm: submitted 2 run(s)" in r.stderr
     assert_same_store(out, reference)
@@ -350,18 +399,30 @@ def test_slurm_bad_partition_and_too_many_gpus(slurm, recipe, tmp_path):
 
 def test_slurm_node_failure_requeues(slurm, recipe, reference, tmp_path):
     out, shared = tmp_path / "runs", tmp_path / "shared"
-    proc = subprocess.Popen([sys.executable, "-m", "scalecalc", "calibrate", "run",
-                             *map(str, _sweep_args(recipe, out, "--executor", "slurm",
-                                                   "--shared-dir", shared))],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scalecalc",
+            "calibrate",
+            "run",
+            *map(str, _sweep_args(recipe, out, "--executor", "slurm", "--shared-dir", shared)),
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for_progress(shared, 60, proc)
-        down = subprocess.run(["scontrol", "update", f"nodename={slurm}", "state=down",
-                               "reason=scalecalc-test"], capture_output=True, text=True)
+        down = subprocess.run(
+            ["scontrol", "update", f"nodename={slurm}", "state=down", "reason=scalecalc-test"],
+            capture_output=True,
+            text=True,
+        )
         assert down.returncode == 0, down.stderr
         time.sleep(3)
-        subprocess.run(["scontrol", "update", f"nodename={slurm}", "state=resume"],
-                       capture_output=True)
+        subprocess.run(["scontrol", "update", f"nodename={slurm}", "state=resume"], capture_output=True)
         _, err = proc.communicate(timeout=400)
         assert proc.returncode == 0, err
     finally:
@@ -373,9 +434,12 @@ def test_slurm_node_failure_requeues(slurm, recipe, reference, tmp_path):
 def test_slurm_driver_sigkill_then_rerun(slurm, recipe, reference, tmp_path):
     out, shared = tmp_path / "runs", tmp_path / "shared"
     args = _sweep_args(recipe, out, "--executor", "slurm", "--shared-dir", shared)
-    proc = subprocess.Popen([sys.executable, "-m", "scalecalc", "calibrate", "run",
-                             *map(str, args)], env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scalecalc", "calibrate", "run", *map(str, args)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_progress(shared, 60, proc)
         proc.send_signal(signal.SIGKILL)
@@ -391,9 +455,13 @@ def test_slurm_driver_sigkill_then_rerun(slurm, recipe, reference, tmp_path):
 def test_slurm_ctrl_c_cancels_its_jobs_then_resumes(slurm, recipe, reference, tmp_path):
     out, shared = tmp_path / "runs", tmp_path / "shared"
     args = _sweep_args(recipe, out, "--executor", "slurm", "--shared-dir", shared)
-    proc = subprocess.Popen([sys.executable, "-m", "scalecalc", "calibrate", "run",
-                             *map(str, args)], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scalecalc", "calibrate", "run", *map(str, args)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for_progress(shared, 40, proc)
         proc.send_signal(signal.SIGINT)
@@ -408,8 +476,7 @@ def test_slurm_ctrl_c_cancels_its_jobs_then_resumes(slurm, recipe, reference, tm
         assert store.counts()["queued"] == 2
     deadline = time.monotonic() + 30  # scancel: the jobs leave the queue
     while time.monotonic() < deadline:
-        queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True,
-                               text=True).stdout.split()
+        queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True).stdout.split()
         if not set(jobs) & set(queue):
             break
         time.sleep(0.5)
@@ -426,8 +493,13 @@ def test_points_file_keeps_the_first_row_of_a_step_like_the_store(tmp_path):
     from scalecalc.calibration.store import Point
 
     f = PointsFile(tmp_path, "r")
-    f.add_points([Point("r", 0, 0, 0, None, 5.0, 1e-3, 0.0), Point("r", 50, 1, 1, 3.0, 2.5, 1e-3, 1.0),
-                  Point("r", 60, 2, 2, 2.9, None, 1e-3, 1.2)])
+    f.add_points(
+        [
+            Point("r", 0, 0, 0, None, 5.0, 1e-3, 0.0),
+            Point("r", 50, 1, 1, 3.0, 2.5, 1e-3, 1.0),
+            Point("r", 60, 2, 2, 2.9, None, 1e-3, 1.2),
+        ]
+    )
     f.truncate_points_after("r", 50)  # resumed from the checkpoint at step 50
     f.add_points([Point("r", 50, 1, 1, None, 2.5, 1e-3, 1.0), Point("r", 60, 2, 2, 2.8, None, 1e-3, 1.3)])
     assert [r[0] for r in f.rows()] == [0, 50, 60]

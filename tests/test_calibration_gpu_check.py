@@ -20,8 +20,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
 
 def _run(tmp_path, *extra):
     out = tmp_path / "gpu_check.json"
-    r = subprocess.run([sys.executable, str(SCRIPT), "--reduced", "--seconds", "0.1",
-                        "--out", str(out), *extra], capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--reduced", "--seconds", "0.1", "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(out.read_text()), r.stdout
 
@@ -37,8 +41,9 @@ def test_reduced_gpu_check_runs_every_path_on_cpu(tmp_path):
     assert "PASS fused_adamw" in stdout
 
 
-@pytest.mark.skipif(not os.environ.get("SCALECALC_SLOW_TESTS"),
-                    reason="torch.compile on CPU takes 1-2 minutes; SCALECALC_SLOW_TESTS=1")
+@pytest.mark.skipif(
+    not os.environ.get("SCALECALC_SLOW_TESTS"), reason="torch.compile on CPU takes 1-2 minutes; SCALECALC_SLOW_TESTS=1"
+)
 def test_reduced_gpu_check_compiles_on_cpu(tmp_path):
     report, _ = _run(tmp_path)
     assert report["checks"]["compile"]["passed"], report["checks"]["compile"]

@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from scalecalc import flops  # noqa: E402
-from scalecalc.errors import UnknownName, UsageError  # noqa: E402
 from scalecalc.calibration.model import GPT, GPTConfig  # noqa: E402
+from scalecalc.errors import UnknownName, UsageError  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -26,9 +26,11 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 # every combination of (norm, mlp, pos, tied, bias)
-OPTIONS = list(itertools.product(["layernorm", "rmsnorm"], ["swiglu", "gelu"], ["rope", "learned"],
-                                 [False, True], [False, True]))
+OPTIONS = list(
+    itertools.product(["layernorm", "rmsnorm"], ["swiglu", "gelu"], ["rope", "learned"], [False, True], [False, True])
+)
 # (vocab, seq_len, n_layer, n_head, d_model, d_ff): byte vocab, odd vocab, GPT-2-like, deep-narrow,
 # wide-shallow, explicit d_ff
 SHAPES = [
@@ -119,8 +121,19 @@ def test_rope_makes_order_matter():
 def test_param_counts_equal_flops_module_and_torch(shape):
     vocab, seq_len, n_layer, n_head, d_model, d_ff = shape
     for norm, mlp, pos, tied, bias in OPTIONS:
-        model = make(norm, mlp, pos, tied, bias, vocab_size=vocab, seq_len=seq_len, n_layer=n_layer,
-                     n_head=n_head, d_model=d_model, d_ff=d_ff)
+        model = make(
+            norm,
+            mlp,
+            pos,
+            tied,
+            bias,
+            vocab_size=vocab,
+            seq_len=seq_len,
+            n_layer=n_layer,
+            n_head=n_head,
+            d_model=d_model,
+            d_ff=d_ff,
+        )
         counts = model.param_counts()
         where = (shape, norm, mlp, pos, tied, bias)
         assert counts["total"] == sum(p.numel() for p in model.parameters()), where
@@ -200,8 +213,9 @@ def test_missing_torch_names_the_extra():
     assert out.stdout.strip() == "torch is not installed; install it with: pip install 'scalecalc[calibrate]'"
 
 
-@pytest.mark.parametrize("mlp,pos,tied", [("swiglu", "rope", False), ("gelu", "learned", True),
-                                          ("swiglu", "learned", True)])
+@pytest.mark.parametrize(
+    "mlp,pos,tied", [("swiglu", "rope", False), ("gelu", "learned", True), ("swiglu", "learned", True)]
+)
 def test_head_convention_equals_counted_matmul_flops(mlp, pos, tied):
     # torch's FlopCounterMode counts every matmul of one forward + backward. Porian's "head"
     # convention, 6*(N_non_embedding + vocab*d), must equal it per token once the norm gains (in N,

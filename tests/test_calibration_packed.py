@@ -53,8 +53,7 @@ def _curves(store: Store, ids):
 
 
 @pytest.mark.parametrize("precision,fused", [("fp32", None), ("bf16", None), ("fp32", True)])
-def test_a_member_trains_the_same_whatever_its_pack_mates(tmp_path, runs_and_data, precision,
-                                                          fused):
+def test_a_member_trains_the_same_whatever_its_pack_mates(tmp_path, runs_and_data, precision, fused):
     runs, data = runs_and_data
     with Store(tmp_path / "pack", create=True) as s:
         s.add_runs([(c.run_id, c.to_dict()) for c in runs])
@@ -105,13 +104,13 @@ def test_an_interrupted_pack_resumes_every_member_exactly(tmp_path, runs_and_dat
 
     with Store(tmp_path / "a", create=True) as s:
         s.add_runs([(c.run_id, c.to_dict()) for c in runs])
-        first = packed.train_group(runs, data, store=s, checkpoint_dir=tmp_path / "ck",
-                                   stop=stop_after_12_steps)
+        first = packed.train_group(runs, data, store=s, checkpoint_dir=tmp_path / "ck", stop=stop_after_12_steps)
         assert {r.status for r in first} == {"interrupted"}
         assert all(r.steps == 12 for r in first)
         # the second part runs members in a different pack: two alone, two together
-        second = (packed.train_group(runs[:1], data, store=s, checkpoint_dir=tmp_path / "ck")
-                  + packed.train_group(runs[1:], data, store=s, checkpoint_dir=tmp_path / "ck"))
+        second = packed.train_group(runs[:1], data, store=s, checkpoint_dir=tmp_path / "ck") + packed.train_group(
+            runs[1:], data, store=s, checkpoint_dir=tmp_path / "ck"
+        )
         resumed = _curves(s, ids)
     with Store(tmp_path / "b", create=True) as s:
         s.add_runs([(c.run_id, c.to_dict()) for c in runs])
@@ -147,14 +146,27 @@ def test_a_packed_sweep_through_the_cli_equals_the_solo_packed_sweep(tmp_path):
     results = {}
     for k in ("1", "4"):
         out = tmp_path / f"k{k}"
-        r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(out),
-                                     "--runs-per-device", k, "--precision", "fp32",
-                                     "--threads", "1", "--json"])
+        r = CliRunner().invoke(
+            app,
+            [
+                "calibrate",
+                "run",
+                str(recipe),
+                "--out",
+                str(out),
+                "--runs-per-device",
+                k,
+                "--precision",
+                "fp32",
+                "--threads",
+                "1",
+                "--json",
+            ],
+        )
         assert r.exit_code == 0, r.output
         with Store(out) as s:
             assert s.counts().get("done") == 4
-            results[k] = {run.id: [(p.step, p.val_loss) for p in s.points(run.id)]
-                          for run in s.runs()}
+            results[k] = {run.id: [(p.step, p.val_loss) for p in s.points(run.id)] for run in s.runs()}
     assert results["1"] == results["4"]  # packing changes nothing but the speed
     assert len(results["4"]) == 4  # 2 learning rates x 2 seeds; the ids do not name K
 
@@ -174,9 +186,15 @@ def test_out_of_memory_while_packing_halves_k_and_retries(tmp_path, monkeypatch)
 
     monkeypatch.setattr(packed, "_packed_step", step_that_runs_out_of_memory)
     events = []
-    summary = sweep.run_sweep(parse(__import__("yaml").safe_load(SWEEP)), tmp_path,
-                              device="cpu", runs_per_device=4, precision="fp32",
-                              progress=events.append, threads=1)
+    summary = sweep.run_sweep(
+        parse(__import__("yaml").safe_load(SWEEP)),
+        tmp_path,
+        device="cpu",
+        runs_per_device=4,
+        precision="fp32",
+        progress=events.append,
+        threads=1,
+    )
     assert summary.counts["done"] == 4 and summary.counts["failed"] == 0
     halved = [e for e in events if e.get("event") == "packing"]
     assert halved and halved[0]["runs_per_device"] == 2
@@ -192,8 +210,9 @@ def test_a_single_run_out_of_memory_fails_with_the_batch_size_advice(tmp_path, m
 
     monkeypatch.setattr(packed, "_packed_step", always_out_of_memory)
     one = SWEEP.replace("seeds: 2", "seeds: 1").replace("lr: [1e-2, 3e-3]", "lr: 1e-2")
-    summary = sweep.run_sweep(parse(__import__("yaml").safe_load(one)), tmp_path,
-                              device="cpu", runs_per_device=2, precision="fp32", threads=1)
+    summary = sweep.run_sweep(
+        parse(__import__("yaml").safe_load(one)), tmp_path, device="cpu", runs_per_device=2, precision="fp32", threads=1
+    )
     assert summary.counts["failed"] == 1
     with Store(tmp_path) as s:
         (run,) = s.runs()
@@ -209,13 +228,38 @@ def test_dry_run_prints_the_packing_plan_and_trains_nothing(tmp_path):
 
     recipe = tmp_path / "pack.yaml"
     recipe.write_text(SWEEP)
-    r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(tmp_path / "o"),
-                                 "--dry-run", "--runs-per-device", "auto", "--threads", "1"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            "run",
+            str(recipe),
+            "--out",
+            str(tmp_path / "o"),
+            "--dry-run",
+            "--runs-per-device",
+            "auto",
+            "--threads",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "packing:" in r.output and "Memory per run (est.)" in r.output
     assert "estimated" in r.output and "per device" in r.output
-    r = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(tmp_path / "o"),
-                                 "--dry-run", "--runs-per-device", "2", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            "run",
+            str(recipe),
+            "--out",
+            str(tmp_path / "o"),
+            "--dry-run",
+            "--runs-per-device",
+            "2",
+            "--json",
+        ],
+    )
     rows = json.loads(r.stdout)
     rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
     assert sorted(row["pack"] for row in rows) == [0, 0, 1, 1]
@@ -223,21 +267,26 @@ def test_dry_run_prints_the_packing_plan_and_trains_nothing(tmp_path):
     assert not (tmp_path / "o" / "results.sqlite").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--runs-per-device", "0"], "--runs-per-device 0: give a whole number >= 1 or auto"),
-    (["--runs-per-device", "many"], "--runs-per-device many"),
-    (["--precision", "fp8"], "--precision fp8: use auto, fp32 or bf16"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--runs-per-device", "0"], "--runs-per-device 0: give a whole number >= 1 or auto"),
+        (["--runs-per-device", "many"], "--runs-per-device many"),
+        (["--precision", "fp8"], "--precision fp8: use auto, fp32 or bf16"),
+    ],
+)
 def test_bad_packing_options_are_one_line(tmp_path, args, message):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "scalecalc", "calibrate", "run", "quick-cpu",
-                        "--out", str(tmp_path), *args], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "scalecalc", "calibrate", "run", "quick-cpu", "--out", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"Error: {message}"] or \
-        r.stderr.startswith(f"Error: {message}")
+    assert r.stderr.strip().splitlines() == [f"Error: {message}"] or r.stderr.startswith(f"Error: {message}")
     assert "Traceback" not in r.stderr
 
 

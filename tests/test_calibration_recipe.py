@@ -7,14 +7,22 @@ import math
 import pytest
 import yaml
 
-from scalecalc.errors import RecipeError
 from scalecalc.calibration.recipe import (
-    RunConfig, beta2_rule, builtin_recipes, load_recipe, parse_recipe, tiny_shape,
+    RunConfig,
+    beta2_rule,
+    builtin_recipes,
+    load_recipe,
+    parse_recipe,
+    tiny_shape,
 )
+from scalecalc.errors import RecipeError
 
-BASE = {"name": "t", "seq_len": 64, "mlp": "gelu",
-        "sweeps": [{"shapes": [{"d_model": 32, "n_layer": 2}], "batch_size": 8, "lr": 3e-3,
-                    "tokens": 1e5}]}
+BASE = {
+    "name": "t",
+    "seq_len": 64,
+    "mlp": "gelu",
+    "sweeps": [{"shapes": [{"d_model": 32, "n_layer": 2}], "batch_size": 8, "lr": 3e-3, "tokens": 1e5}],
+}
 
 
 def _write(tmp_path, text: str):
@@ -24,7 +32,9 @@ def _write(tmp_path, text: str):
 
 
 def test_every_problem_is_reported_at_once_with_the_file_name(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 nam: typo
 seq_len: -5
 schedule: linear
@@ -33,28 +43,38 @@ sweeps:
     batch_size: abc
     lr: 1e-3
     learning_rate: 1e-3
-""")
+""",
+    )
     with pytest.raises(RecipeError) as info:
         load_recipe(path)
     msg = str(info.value)
     assert msg.startswith(f"{path}: ")
-    for part in ("unknown key 'nam' (did you mean 'name'?)", "missing key 'name'",
-                 "seq_len must be > 0", "'linear' must be one of constant, cosine, wsd",
-                 "needs d_model and n_layer", "batch_size: 'abc' is not a number",
-                 "unknown key 'learning_rate'", "give exactly one budget"):
+    for part in (
+        "unknown key 'nam' (did you mean 'name'?)",
+        "missing key 'name'",
+        "seq_len must be > 0",
+        "'linear' must be one of constant, cosine, wsd",
+        "needs d_model and n_layer",
+        "batch_size: 'abc' is not a number",
+        "unknown key 'learning_rate'",
+        "give exactly one budget",
+    ):
         assert part in msg, part
     assert "\n" not in msg  # one line for the CLI
 
 
 def test_yaml_1e18_strings_are_numbers(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 name: iso
 sweeps:
   - params: [1e5, 3e5]
     batch_size: 16
     lr: 3e-3
     flops: 1e13
-""")
+""",
+    )
     raw = yaml.safe_load(path.read_text())
     assert raw["sweeps"][0]["flops"] == "1e13"  # PyYAML 1.1 reads it as a string...
     runs = load_recipe(path).runs()
@@ -68,8 +88,19 @@ def test_count_suffixes_are_accepted():
 
 
 def test_grid_expansion_and_stable_unique_ids():
-    raw = {**BASE, "sweeps": [{"widths": [32, 64], "depths": [1, 2], "batch_size": [8, 16],
-                               "lr": ["1e-3", "3e-3"], "tokens": 1e5, "seed": [0, 1]}]}
+    raw = {
+        **BASE,
+        "sweeps": [
+            {
+                "widths": [32, 64],
+                "depths": [1, 2],
+                "batch_size": [8, 16],
+                "lr": ["1e-3", "3e-3"],
+                "tokens": 1e5,
+                "seed": [0, 1],
+            }
+        ],
+    }
     runs = parse_recipe(raw).runs()
     assert len(runs) == 2 * 2 * 2 * 2 * 2
     ids = [r.run_id for r in runs]
@@ -96,8 +127,7 @@ def test_beta2_rule_porian():
 
 
 def test_horizon_from_flop_budget_and_warmup_of_n_tokens():
-    cfg = RunConfig(n_layer=2, n_head=2, d_model=32, seq_len=64, batch_size=8,
-                    budget_kind="flops", budget_amount=1e12)
+    cfg = RunConfig(n_layer=2, n_head=2, d_model=32, seq_len=64, batch_size=8, budget_kind="flops", budget_amount=1e12)
     N, fpt = 41120.0, 6 * 41120.0
     h = cfg.horizon(N, fpt)
     assert h.max_steps == round(1e12 / (fpt * 8 * 64))
@@ -112,8 +142,9 @@ def test_tiny_shape_hits_the_target():
 
     for N in (3e4, 2e5, 1e6):
         s = tiny_shape(N, 32, 16, mlp="gelu")
-        arch = Arch(n_layer=s["n_layer"], d_model=s["d_model"], n_heads=s["d_model"] // 16,
-                    mlp="gelu", vocab=256, seq_len=128)
+        arch = Arch(
+            n_layer=s["n_layer"], d_model=s["d_model"], n_heads=s["d_model"] // 16, mlp="gelu", vocab=256, seq_len=128
+        )
         assert abs(param_counts(arch)["non_embedding"] / N - 1) < 0.1
 
 
@@ -137,7 +168,9 @@ def test_unknown_recipe_name_lists_the_builtins():
 def test_size_rules_scale_lr_and_batch_with_non_embedding_params(tmp_path):
     from scalecalc.flops import param_counts
 
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 name: rules
 mlp: gelu
 head_dim: 16
@@ -146,7 +179,8 @@ sweeps:
   - shapes: [{d_model: 32, n_layer: 2}, {d_model: 64, n_layer: 3}, {d_model: 128, n_layer: 4}]
     batch_size: {value: 16, at_params: 147904, exponent: 0.5}
     tokens: 1e6
-""")
+""",
+    )
     runs = load_recipe(path).runs()
     for r in runs:
         n = param_counts(r.arch())["non_embedding"]
@@ -167,12 +201,15 @@ def test_size_rule_gives_the_same_run_as_the_number_it_resolves_to(tmp_path):
     assert [r.run_id for r in steeper.runs()] != [r.run_id for r in plain.runs()]
 
 
-@pytest.mark.parametrize("rule,message", [
-    ({"value": 5e-3, "at_params": 1e5}, "needs exactly the keys value, at_params, exponent"),
-    ({"value": 5e-3, "at_params": 1e5, "exponent": -0.2, "floor": 1}, "needs exactly the keys"),
-    ({"value": -1, "at_params": 1e5, "exponent": -0.2}, "value and at_params must be > 0"),
-    ({"value": 5e-3, "at_params": "big", "exponent": -0.2}, "is not a number"),
-])
+@pytest.mark.parametrize(
+    "rule,message",
+    [
+        ({"value": 5e-3, "at_params": 1e5}, "needs exactly the keys value, at_params, exponent"),
+        ({"value": 5e-3, "at_params": 1e5, "exponent": -0.2, "floor": 1}, "needs exactly the keys"),
+        ({"value": -1, "at_params": 1e5, "exponent": -0.2}, "value and at_params must be > 0"),
+        ({"value": 5e-3, "at_params": "big", "exponent": -0.2}, "is not a number"),
+    ],
+)
 def test_bad_size_rules_are_refused_with_the_key(rule, message):
     with pytest.raises(RecipeError, match=message) as info:
         parse_recipe({**BASE, "sweeps": [{**BASE["sweeps"][0], "lr": rule}]})

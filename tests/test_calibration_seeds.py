@@ -13,8 +13,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from scalecalc.calibration.estimate import (KAPLAN_TABLE5, estimate, heldout_check,
-                                            replicate_groups, seed_spread, synthetic_curves)
+from scalecalc.calibration.estimate import (
+    KAPLAN_TABLE5,
+    estimate,
+    heldout_check,
+    replicate_groups,
+    seed_spread,
+    synthetic_curves,
+)
 from scalecalc.calibration.estimate.procedure import resample
 
 T5 = KAPLAN_TABLE5
@@ -28,11 +34,11 @@ def _replicates(seeds: int, rng_seed: int = 0):
     rng = np.random.default_rng(rng_seed)
     out = []
     for s in range(seeds):
-        for c in synthetic_curves(T5, SIZES, BATCHES, steps=STEPS, warmup_steps=100,
-                                  noise=0.003, seed=rng_seed * 100 + s):
+        for c in synthetic_curves(
+            T5, SIZES, BATCHES, steps=STEPS, warmup_steps=100, noise=0.003, seed=rng_seed * 100 + s
+        ):
             shift = np.exp(SEED_SIGMA * rng.standard_normal())
-            out.append(replace(c, run_id=f"{c.run_id}-s{s}", loss=c.loss * shift,
-                               replicate_of=c.run_id))
+            out.append(replace(c, run_id=f"{c.run_id}-s{s}", loss=c.loss * shift, replicate_of=c.run_id))
     return out
 
 
@@ -51,8 +57,7 @@ def test_seed_spread_reports_each_configuration_over_its_seeds(three_seeds):
     assert rows == sorted(rows, key=lambda r: (r["N"], r["batch_tokens"]))
 
 
-def test_a_seed_bootstrap_resample_keeps_configurations_and_draws_seeds_within_them(
-        three_seeds):
+def test_a_seed_bootstrap_resample_keeps_configurations_and_draws_seeds_within_them(three_seeds):
     rng = np.random.default_rng(1)
     groups = {id(c): c.replicate_of for c in three_seeds}
     for _ in range(5):
@@ -66,8 +71,7 @@ def test_a_seed_bootstrap_resample_keeps_configurations_and_draws_seeds_within_t
     assert len(replicate_groups(single)) == 30
 
 
-def test_intervals_with_seed_noise_cover_the_truth_and_the_law_carries_replicates(
-        three_seeds):
+def test_intervals_with_seed_noise_cover_the_truth_and_the_law_carries_replicates(three_seeds):
     est = estimate(three_seeds, bootstrap=20, seed=0)
     assert est.method["seed_bootstrap"] is True
     assert est.method["bootstrap_valid"] >= 18

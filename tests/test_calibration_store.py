@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from scalecalc.errors import MissingInput, StoreError
 from scalecalc.calibration.store import Point, RunRecord, Store
+from scalecalc.errors import MissingInput, StoreError
 
 
 def _queue(path, n):
@@ -35,9 +35,14 @@ print(json.dumps(got))
 
 def test_two_processes_never_claim_the_same_run(tmp_path):
     _queue(tmp_path, 60)
-    procs = [subprocess.Popen([sys.executable, "-c", _CLAIMER, str(tmp_path),
-                               f"{socket.gethostname()}:w{k}"], stdout=subprocess.PIPE, text=True)
-             for k in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, str(tmp_path), f"{socket.gethostname()}:w{k}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(2)
+    ]
     try:
         got = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     finally:
@@ -67,8 +72,10 @@ def test_a_run_of_a_dead_worker_is_reclaimed(tmp_path):
 def test_points_are_never_duplicated_and_truncate_resumes(tmp_path):
     _queue(tmp_path, 1)
     with Store(tmp_path) as s:
-        pts = [Point("run000", k, 100.0 * k, 1e6 * k, None if k == 0 else 3.0 / k, 5.0 - k,
-                     1e-3, 0.5 * k) for k in range(5)]
+        pts = [
+            Point("run000", k, 100.0 * k, 1e6 * k, None if k == 0 else 3.0 / k, 5.0 - k, 1e-3, 0.5 * k)
+            for k in range(5)
+        ]
         assert s.add_points(pts) == 5
         assert s.add_points(pts[2:]) == 0
         assert s.truncate_points_after("run000", 2) == 2
@@ -82,9 +89,14 @@ def test_run_records_follow_the_contract(tmp_path):
     _queue(tmp_path, 2)
     with Store(tmp_path) as s:
         r = s.claim_next("me")
-        s.set_run_info(r.id, device="cpu", params={"total": 10.0, "non_embedding": 6.0},
-                       flops_per_token={"6nd": 60.0}, corpus_hash="abc",
-                       versions={"python": "3"})
+        s.set_run_info(
+            r.id,
+            device="cpu",
+            params={"total": 10.0, "non_embedding": 6.0},
+            flops_per_token={"6nd": 60.0},
+            corpus_hash="abc",
+            versions={"python": "3"},
+        )
         s.finish(r.id, "done")
         s.set_meta(recipe="quick", recipe_text="name: quick")
         rec = s.runs("done")[0]

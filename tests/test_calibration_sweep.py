@@ -22,9 +22,9 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from scalecalc.cli import app  # noqa: E402
 from scalecalc.calibration.recipe import RunConfig, parse_recipe  # noqa: E402
 from scalecalc.calibration.store import Store  # noqa: E402
+from scalecalc.cli import app  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -41,7 +41,9 @@ eval_interval: 50
 eval_batches: 2
 """
 
-SWEEP = COMMON + """
+SWEEP = (
+    COMMON
+    + """
 name: tiny
 sweeps:
   - name: sizes
@@ -59,14 +61,18 @@ sweeps:
     lr: 1e3
     steps: 200
 """
+)
 
-RESUME = COMMON + """
+RESUME = (
+    COMMON
+    + """
 name: resume
 sweeps:
   - shapes: [{d_model: 16, n_layer: 1}, {d_model: 32, n_layer: 1}]
     batch_size: 8
     steps: 400
 """
+)
 
 
 def _recipe(tmp_path, text, name="recipe.yaml"):
@@ -83,8 +89,7 @@ def _invoke(*args):
 def test_tiny_sweep_end_to_end_through_the_cli(tmp_path):
     recipe = _recipe(tmp_path, SWEEP)
     out = tmp_path / "runs"
-    r = _invoke("calibrate", "run", recipe, "--out", out, "--device", "cpu", "--threads", "1",
-                "--json")
+    r = _invoke("calibrate", "run", recipe, "--out", out, "--device", "cpu", "--threads", "1", "--json")
     assert r.exit_code == 0, r.output
     with Store(out) as store:
         runs = {x.id: x for x in store.runs()}
@@ -106,8 +111,9 @@ def test_tiny_sweep_end_to_end_through_the_cli(tmp_path):
             assert [p.step for p in pts] == cfg.eval_steps(rec.config["max_steps"])
             assert pts[-1].val_loss < pts[0].val_loss < math.log(256) + 0.5
             assert rec.params["total"] == sum(
-                p.numel() for p in __import__("scalecalc.calibration.loop", fromlist=["x"])
-                .build_model(cfg).parameters())
+                p.numel()
+                for p in __import__("scalecalc.calibration.loop", fromlist=["x"]).build_model(cfg).parameters()
+            )
             assert pts[-1].tokens == rec.config["max_steps"] * cfg.batch_size * cfg.seq_len
             assert pts[-1].flops == pytest.approx(pts[-1].tokens * rec.flops_per_token["6nd"])
             assert rec.corpus_hash and rec.device == "cpu" and rec.versions["torch"]
@@ -152,11 +158,31 @@ def _run_until(cmd, out, run_id, step, sig):
 def test_ctrl_c_then_sigkill_resume_to_the_uninterrupted_result(tmp_path):
     recipe = _recipe(tmp_path, RESUME)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    cmd = [sys.executable, "-m", "scalecalc", "calibrate", "run", str(recipe), "--device", "cpu",
-           "--threads", "1", "--checkpoint-steps", "25", "--json", "--out"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scalecalc",
+        "calibrate",
+        "run",
+        str(recipe),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--checkpoint-steps",
+        "25",
+        "--json",
+        "--out",
+    ]
     # warm the corpus cache so the stopped processes spend their time training
-    subprocess.run([sys.executable, "-c", "from scalecalc.calibration.data import load_corpus; "
-                    "load_corpus(None, max_bytes=1000000)"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from scalecalc.calibration.data import load_corpus; load_corpus(None, max_bytes=1000000)",
+        ],
+        check=True,
+    )
     first, second = (c.run_id for c in parse_recipe(__import__("yaml").safe_load(RESUME)).runs())
     # Ctrl-C: the run checkpoints at the next step, goes back to the queue, exit code 130
     assert _run_until(cmd + [str(killed)], killed, first, 60, signal.SIGINT) == 130
@@ -170,8 +196,7 @@ def test_ctrl_c_then_sigkill_resume_to_the_uninterrupted_result(tmp_path):
     assert (killed / "checkpoints" / f"{second}.pt").is_file()
     resumed = subprocess.run(cmd + [str(killed)], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    uninterrupted = subprocess.run(cmd + [str(clean)], capture_output=True, text=True,
-                                   timeout=300)
+    uninterrupted = subprocess.run(cmd + [str(clean)], capture_output=True, text=True, timeout=300)
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     with Store(killed) as a, Store(clean) as b:
         assert [r.id for r in a.runs()] == [r.id for r in b.runs()]
@@ -179,8 +204,7 @@ def test_ctrl_c_then_sigkill_resume_to_the_uninterrupted_result(tmp_path):
             assert ra.status == "done"
             pa, pb = a.points(ra.id), b.points(ra.id)
             steps = [p.step for p in pa]
-            assert steps == sorted(set(steps)) == RunConfig.from_dict(ra.config).eval_steps(
-                ra.config["max_steps"])
+            assert steps == sorted(set(steps)) == RunConfig.from_dict(ra.config).eval_steps(ra.config["max_steps"])
             assert [p.step for p in pb] == steps
             # same seeds, same data windows, restored RNG and optimizer: the same numbers
             assert [p.val_loss for p in pa] == [p.val_loss for p in pb]
@@ -188,7 +212,9 @@ def test_ctrl_c_then_sigkill_resume_to_the_uninterrupted_result(tmp_path):
     assert not list((killed / "checkpoints").glob("*.pt"))  # removed once a run is done
 
 
-PACKED_RESUME = COMMON + """
+PACKED_RESUME = (
+    COMMON
+    + """
 name: packed-resume
 sweeps:
   - shapes: [{d_model: 16, n_layer: 1}]
@@ -197,6 +223,7 @@ sweeps:
     seeds: 2
     steps: 300
 """
+)
 
 
 def test_sigkill_mid_packed_step_resumes_every_member_to_the_uninterrupted_result(tmp_path):
@@ -204,12 +231,26 @@ def test_sigkill_mid_packed_step_resumes_every_member_to_the_uninterrupted_resul
     every member from its checkpoint, and each curve equals an uninterrupted packed sweep's."""
     recipe = _recipe(tmp_path, PACKED_RESUME)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    cmd = [sys.executable, "-m", "scalecalc", "calibrate", "run", str(recipe), "--device", "cpu",
-           "--threads", "1", "--checkpoint-steps", "25", "--runs-per-device", "4", "--json",
-           "--out"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scalecalc",
+        "calibrate",
+        "run",
+        str(recipe),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--checkpoint-steps",
+        "25",
+        "--runs-per-device",
+        "4",
+        "--json",
+        "--out",
+    ]
     runs = parse_recipe(__import__("yaml").safe_load(PACKED_RESUME)).runs()
-    assert _run_until(cmd + [str(killed)], killed, runs[0].run_id, 60, signal.SIGKILL) == \
-        -signal.SIGKILL
+    assert _run_until(cmd + [str(killed)], killed, runs[0].run_id, 60, signal.SIGKILL) == -signal.SIGKILL
     with Store(killed) as s:
         assert {r.status for r in s.runs()} == {"running"}  # all four in the dead worker's pack
     assert len(list((killed / "checkpoints").glob("*.pt"))) == 4
@@ -238,16 +279,19 @@ def _max_step(out, run_id) -> int:
 
 
 def test_one_worker_process_per_device(tmp_path):
-    recipe = _recipe(tmp_path, COMMON + """
+    recipe = _recipe(
+        tmp_path,
+        COMMON
+        + """
 name: two
 sweeps:
   - shapes: [{d_model: 8, n_layer: 1}, {d_model: 16, n_layer: 1}]
     batch_size: [4, 8]
     steps: 100
-""")
+""",
+    )
     out = tmp_path / "o"
-    r = _invoke("calibrate", "run", recipe, "--out", out, "--devices", "cpu,cpu", "--threads",
-                "1", "--json")
+    r = _invoke("calibrate", "run", recipe, "--out", out, "--devices", "cpu,cpu", "--threads", "1", "--json")
     assert r.exit_code == 0, r.output
     assert __import__("json").loads(r.stdout)["done"] == 4
     with Store(out) as s:
@@ -258,8 +302,7 @@ sweeps:
 
 def test_dry_run_lists_runs_with_a_measured_time(tmp_path):
     recipe = _recipe(tmp_path, RESUME)
-    r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "x", "--dry-run", "--device",
-                "cpu", "--json")
+    r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "x", "--dry-run", "--device", "cpu", "--json")
     assert r.exit_code == 0, r.output
     rows = __import__("json").loads(r.stdout)["rows"]
     assert [row["steps"] for row in rows] == [400, 400]
@@ -272,22 +315,21 @@ def test_recipe_errors_and_unknown_devices_are_one_line(tmp_path):
     r = _invoke("calibrate", "run", bad, "--out", tmp_path / "o")
     assert r.exit_code == 2
     assert r.output.count("Error: ") == 1 and "unknown key 'foo'" in r.output
-    r = _invoke("calibrate", "run", _recipe(tmp_path, RESUME, "ok.yaml"), "--out",
-                tmp_path / "o", "--device", "tpu")
+    r = _invoke("calibrate", "run", _recipe(tmp_path, RESUME, "ok.yaml"), "--out", tmp_path / "o", "--device", "tpu")
     assert r.exit_code == 2 and "Error: --device tpu: unknown device" in r.output
 
 
 def test_missing_or_too_small_data_is_one_line(tmp_path):
     recipe = _recipe(tmp_path, RESUME)
-    r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "o", "--device", "cpu",
-                "--data", tmp_path / "missing.txt")
+    r = _invoke(
+        "calibrate", "run", recipe, "--out", tmp_path / "o", "--device", "cpu", "--data", tmp_path / "missing.txt"
+    )
     assert r.exit_code == 2 and r.output.count("Error: ") == 1  # a missing file: usage
     assert "--data:" in r.output and "does not exist" in r.output
     assert not (tmp_path / "o").exists()
     small = tmp_path / "small.txt"
     small.write_text("print('hello')\n" * 4)
-    r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "o", "--device", "cpu",
-                "--data", small)
+    r = _invoke("calibrate", "run", recipe, "--out", tmp_path / "o", "--device", "cpu", "--data", small)
     assert r.exit_code == 1 and r.output.count("Error: ") == 1, r.output
     assert "fewer than one batch" in r.output
     with Store(tmp_path / "o") as s:  # nothing was trained and nothing is marked failed
@@ -296,13 +338,14 @@ def test_missing_or_too_small_data_is_one_line(tmp_path):
 
 def test_missing_torch_is_one_line_with_the_install_hint(tmp_path):
     recipe = _recipe(tmp_path, RESUME)
-    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['scalecalc', 'calibrate', "
-            f"'run', {str(recipe)!r}, '--out', {str(tmp_path / 'o')!r}]; "
-            "from scalecalc.cli import main; main()")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.argv = ['scalecalc', 'calibrate', "
+        f"'run', {str(recipe)!r}, '--out', {str(tmp_path / 'o')!r}]; "
+        "from scalecalc.cli import main; main()"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr.strip() == ("Error: torch is not installed; install it with: "
-                                "pip install 'scalecalc[calibrate]'")
+    assert r.stderr.strip() == ("Error: torch is not installed; install it with: pip install 'scalecalc[calibrate]'")
 
 
 def test_learning_rate_schedules():

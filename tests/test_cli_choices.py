@@ -19,8 +19,9 @@ def plan(*args):
     return runner.invoke(app, ["plan", "--compute", "1e22", "--json", *args])
 
 
-@pytest.mark.parametrize("option,value", [("--flops", "7nd"), ("--shape-rule", "aspec"),
-                                          ("--hparams", "porian"), ("--gpu", "h1000")])
+@pytest.mark.parametrize(
+    "option,value", [("--flops", "7nd"), ("--shape-rule", "aspec"), ("--hparams", "porian"), ("--gpu", "h1000")]
+)
 def test_a_bad_choice_is_one_usage_error_naming_the_option(option, value):
     res = plan(option, value)
     assert res.exit_code == 2 and res.stdout == ""
@@ -28,16 +29,17 @@ def test_a_bad_choice_is_one_usage_error_naming_the_option(option, value):
     assert "did you mean" in res.stderr
 
 
-@pytest.mark.parametrize("option,names", [("--flops", list(CONVENTIONS)), ("--shape-rule", list(SHAPE_RULES)),
-                                          ("--hparams", [*RULES, "law"])])
+@pytest.mark.parametrize(
+    "option,names",
+    [("--flops", list(CONVENTIONS)), ("--shape-rule", list(SHAPE_RULES)), ("--hparams", [*RULES, "law"])],
+)
 def test_the_help_lists_exactly_the_source_names(option, names):
     from scalecalc.cli.plan import plan_command  # noqa: F401  (registers the command)
 
     command = next(c for c in app.registered_commands if c.name == "plan")
     import typer.main
 
-    click_command = typer.main.get_command_from_info(command, pretty_exceptions_short=True,
-                                                     rich_markup_mode=None)
+    click_command = typer.main.get_command_from_info(command, pretty_exceptions_short=True, rich_markup_mode=None)
     param = next(p for p in click_command.params if option in p.opts)
     assert ", ".join(names) in param.help
 

@@ -12,8 +12,21 @@ from scalecalc.cli import app
 from scalecalc.flops import CONVENTIONS
 
 runner = CliRunner()
-GPT2 = ["flops", "--n-layer", "12", "--d-model", "768", "--vocab", "50257", "--seq-len", "1024",
-        "--tied", "--pos", "learned", "--bias"]
+GPT2 = [
+    "flops",
+    "--n-layer",
+    "12",
+    "--d-model",
+    "768",
+    "--vocab",
+    "50257",
+    "--seq-len",
+    "1024",
+    "--tied",
+    "--pos",
+    "learned",
+    "--bias",
+]
 
 
 def run(*args):
@@ -62,8 +75,9 @@ def test_heads_not_dividing_d_model():
     r = run("flops", "--n-layer", "12", "--d-model", "1000", "--heads", "12")
     assert r.exit_code == 2
     assert r.stdout == ""
-    assert r.stderr == ("Error: --heads: 12 does not divide --d-model 1000; choose heads dividing "
-                        "d_model (or give --head-dim)\n")
+    assert r.stderr == (
+        "Error: --heads: 12 does not divide --d-model 1000; choose heads dividing d_model (or give --head-dim)\n"
+    )
 
 
 def test_zero_layers():
@@ -105,11 +119,22 @@ def test_hf_config_missing_key_and_absent_file(tmp_path):
 
 def test_hf_config_with_override(tmp_path):
     cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({
-        "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
-        "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
-        "max_position_embeddings": 8192, "tie_word_embeddings": False, "hidden_act": "silu",
-        "rms_norm_eps": 1e-5}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "num_hidden_layers": 32,
+                "hidden_size": 4096,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 8,
+                "intermediate_size": 14336,
+                "vocab_size": 128256,
+                "max_position_embeddings": 8192,
+                "tie_word_embeddings": False,
+                "hidden_act": "silu",
+                "rms_norm_eps": 1e-5,
+            }
+        )
+    )
     r = run("flops", "--hf-config", str(cfg), "--seq-len", "4096", "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)

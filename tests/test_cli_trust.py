@@ -16,14 +16,18 @@ import pytest
 
 from scalecalc.hardware import load_catalog
 from scalecalc.laws import builtin_names, load_law
-from tests.helpers import run, run_json, run_row, run_rows
+from tests.helpers import run, run_json, run_row
 from tests.schema_check import validate
 
 # -- defect 1: extrapolation warnings only outside the fitted range ----------------------------
 
 _OPTION = {"compute": "--compute", "params": "--params", "tokens": "--tokens"}
-_CASES = [(name, key) for name in builtin_names() for key in ("compute", "params", "tokens")
-          if key in load_law(name).fitted_range]
+_CASES = [
+    (name, key)
+    for name in builtin_names()
+    for key in ("compute", "params", "tokens")
+    if key in load_law(name).fitted_range
+]
 
 
 def _range_warnings(name: str, key: str, value: float) -> list[str]:
@@ -61,6 +65,7 @@ def test_the_issues_examples_are_silent():
 
 # -- defects 2, 3: GPUs without a catalog price, --usd at the catalog price ---------------------
 
+
 @pytest.mark.parametrize("gpu", sorted(load_catalog()))
 def test_every_catalog_gpu_plans(gpu):
     entry = load_catalog()[gpu]
@@ -79,9 +84,11 @@ def test_every_catalog_gpu_plans(gpu):
 
 # -- defect 4: help renders as written ---------------------------------------------------------
 
+
 def _commands():
-    from scalecalc.cli import app
     from typer.main import get_command
+
+    from scalecalc.cli import app
 
     root = get_command(app)
     stack = [((), root)]
@@ -115,6 +122,7 @@ def test_every_option_help_renders_as_written():
 
 # -- defect 5: the JSON contract ---------------------------------------------------------------
 
+
 def test_plan_is_one_object_whatever_the_number_of_budgets():
     one = run_json("plan", "--compute", "1e22")
     many = run_json("plan", "--compute", "1e20:1e24:3")
@@ -123,8 +131,21 @@ def test_plan_is_one_object_whatever_the_number_of_budgets():
 
 
 def test_outputs_follow_the_shipped_schemas(tmp_path):
-    doc = validate(run("plan", "--compute", "1e24", "--gpu", "h100", "--inference-tokens", "1e13",
-                       "--unique-tokens", "1T", "--json").stdout, "plan")
+    doc = validate(
+        run(
+            "plan",
+            "--compute",
+            "1e24",
+            "--gpu",
+            "h100",
+            "--inference-tokens",
+            "1e13",
+            "--unique-tokens",
+            "1T",
+            "--json",
+        ).stdout,
+        "plan",
+    )
     assert "inference_flops" not in doc["rows"][0]["inference"]  # one meaning: per model block
     validate(run("plan", "--compute", "1e18:1e26:5", "--brief", "--json").stdout, "plan")
     validate(run("plan", "--compute", "1e22", "--gpu", "v100-sxm2", "--json").stdout, "plan")
@@ -148,11 +169,17 @@ def test_format_csv_is_refused_where_it_cannot_be_honoured(cmd):
 
 # -- defect 6: one exit rule ------------------------------------------------------------------
 
-@pytest.mark.parametrize("args", [
-    ("fit", "missing.csv"), ("calibrate", "status", "missing-dir/"),
-    ("plan", "--compute", "1e22", "--law", "missing.yaml"), ("flops", "--hf-config", "missing.json"),
-    ("plan", "--compute", "abc"),
-])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("fit", "missing.csv"),
+        ("calibrate", "status", "missing-dir/"),
+        ("plan", "--compute", "1e22", "--law", "missing.yaml"),
+        ("flops", "--hf-config", "missing.json"),
+        ("plan", "--compute", "abc"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(args):
     r = run(*args)
     assert r.exit_code == 2 and r.stdout == "", (args, r.output)
@@ -171,6 +198,7 @@ def test_failures_exit_1():
 
 
 # -- defect 7: warnings tagged, skipped blocks said, --quiet -----------------------------------
+
 
 def test_many_budgets_tag_each_warning_and_say_blocks_are_skipped():
     r = run("plan", "--compute", "1e18:1e26:25")
@@ -198,14 +226,34 @@ def test_warnings_go_to_stderr_in_every_format():
 
 # -- defect 8: files get the umask and a 'wrote PATH' line; all budgets drawn ------------------
 
-@pytest.mark.parametrize("cmd", [["plan", "--compute", "1e22", "--compute", "1e24"],
-                                 ["compare", "--compute", "1e24", "--laws", "besiroglu2024,kaplan2020"]])
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["plan", "--compute", "1e22", "--compute", "1e24"],
+        ["compare", "--compute", "1e24", "--laws", "besiroglu2024,kaplan2020"],
+    ],
+)
 def test_plots_respect_umask_and_are_announced(tmp_path, cmd):
     pytest.importorskip("matplotlib")
     out = tmp_path / "fig.png"
-    r = subprocess.run(["sh", "-c", 'umask 022 && exec "$@"', "sh", sys.executable, "-m", "scalecalc",
-                        *cmd, "--plot", str(out), "--brief" if cmd[0] == "plan" else "--quiet"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "sh",
+            "-c",
+            'umask 022 && exec "$@"',
+            "sh",
+            sys.executable,
+            "-m",
+            "scalecalc",
+            *cmd,
+            "--plot",
+            str(out),
+            "--brief" if cmd[0] == "plan" else "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
     assert f"wrote {out}" in r.stderr
@@ -213,6 +261,7 @@ def test_plots_respect_umask_and_are_announced(tmp_path, cmd):
 
 
 # -- defect 11: lists in CSV, one way -----------------------------------------------------------
+
 
 def test_csv_lists_are_joined_one_way():
     out = run("laws", "--format", "csv").stdout
@@ -223,6 +272,7 @@ def test_csv_lists_are_joined_one_way():
 
 
 # -- defect 13: data_constrained under muennighoff2023 ------------------------------------------
+
 
 def test_muennighoff_plan_has_a_data_constrained_block():
     row = run_row("plan", "--compute", "1e23", "--law", "muennighoff2023", "--unique-tokens", "25B")
@@ -238,7 +288,10 @@ _WIDE_COMMANDS = [
     ("plan", "--compute", "1e20:1e26:4", "--gpu", "v100-sxm2"),
     ("compare", "--compute", "1e24"),
     ("compare", "--compute", "5.88e23", "--path", "porian"),
-    ("laws",), ("laws", "kaplan2020", "besiroglu2024"), ("gpus",), ("gpus", "h100"),
+    ("laws",),
+    ("laws", "kaplan2020", "besiroglu2024"),
+    ("gpus",),
+    ("gpus", "h100"),
     ("flops", "--n-layer", "32", "--d-model", "4096", "--heads", "32", "--kv-heads", "8", "--mlp", "swiglu"),
 ]
 
@@ -246,14 +299,20 @@ _WIDE_COMMANDS = [
 @pytest.mark.parametrize("width", [80, 100])
 @pytest.mark.parametrize("args", _WIDE_COMMANDS, ids=lambda a: " ".join(a))
 def test_output_fits_the_terminal_and_never_cuts_a_number(args, width):
-    r = subprocess.run([sys.executable, "-m", "scalecalc", *args], capture_output=True, text=True,
-                       env={**os.environ, "COLUMNS": str(width)})
+    r = subprocess.run(
+        [sys.executable, "-m", "scalecalc", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": str(width)},
+    )
     assert r.returncode == 0, r.stderr
     too_long = [l for l in r.stdout.splitlines() if len(l) > width]
     assert not too_long, too_long
     assert "…" not in r.stdout
     if args[0] == "laws" and len(args) == 1:
-        names = [l.split()[0] for l in r.stdout.splitlines() if l.strip().startswith(("besiroglu", "hoffmann", "kaplan"))]
+        names = [
+            l.split()[0] for l in r.stdout.splitlines() if l.strip().startswith(("besiroglu", "hoffmann", "kaplan"))
+        ]
         assert "besiroglu2024" in names and "hoffmann2022-a3-rounded" in names
         assert len(r.stdout.splitlines()) < 25  # one line per law
 
@@ -261,12 +320,31 @@ def test_output_fits_the_terminal_and_never_cuts_a_number(args, width):
 def test_dry_run_reads_well_at_80_columns_in_plain_minutes(tmp_path):
     pytest.importorskip("torch")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("tokenizer: bytes\ndata_max_bytes: 1e6\nseq_len: 32\nmlp: gelu\nhead_dim: 8\n"
-                      "lr: 1e-2\nname: tiny\nsweeps:\n  - shapes: [{d_model: 16, n_layer: 1}, {d_model: 32, n_layer: 1}]\n"
-                      "    batch_size: 8\n    steps: 40\n")
-    r = subprocess.run([sys.executable, "-m", "scalecalc", "calibrate", "run", str(recipe), "--out",
-                        str(tmp_path / "o"), "--dry-run", "--device", "cpu", "--threads", "1"],
-                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    recipe.write_text(
+        "tokenizer: bytes\ndata_max_bytes: 1e6\nseq_len: 32\nmlp: gelu\nhead_dim: 8\n"
+        "lr: 1e-2\nname: tiny\nsweeps:\n  - shapes: [{d_model: 16, n_layer: 1}, {d_model: 32, n_layer: 1}]\n"
+        "    batch_size: 8\n    steps: 40\n"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scalecalc",
+            "calibrate",
+            "run",
+            str(recipe),
+            "--out",
+            str(tmp_path / "o"),
+            "--dry-run",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     # a line may pass 80 columns only where an unbreakable path of the test's tmp dir is on it
@@ -280,6 +358,7 @@ def test_dry_run_reads_well_at_80_columns_in_plain_minutes(tmp_path):
 
 
 # -- defect 13: flops --tokens totals and --recompute ------------------------------------------
+
 
 def test_flops_tokens_print_totals_and_recompute_is_an_extra_forward_pass():
     shape = ("flops", "--n-layer", "12", "--d-model", "768", "--vocab", "50257", "--tied")
@@ -338,12 +417,20 @@ def test_deepseek_v2_keys_are_refused_by_name():
     r = run("flops", "--hf-config", os.path.join(HF_DIR, "deepseek-v2-lite.json"))
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr.startswith("Error: --hf-config") and len(r.stderr.splitlines()) == 1
-    for key in ("n_routed_experts", "n_shared_experts", "first_k_dense_replace", "kv_lora_rank",
-                "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
+    for key in (
+        "n_routed_experts",
+        "n_shared_experts",
+        "first_k_dense_replace",
+        "kv_lora_rank",
+        "qk_nope_head_dim",
+        "qk_rope_head_dim",
+        "v_head_dim",
+    ):
         assert key in r.stderr
 
 
 # -- defect 9: man pages are found the way the README says -------------------------------------
+
 
 def test_man_pages_are_found_with_the_readme_manpath():
     import shutil
@@ -354,6 +441,11 @@ def test_man_pages_are_found_with_the_readme_manpath():
     assert os.path.exists(os.path.join(root, "man", "man1", "scalecalc-plan.1"))
     if shutil.which("man") is None:
         pytest.skip("no man(1) on this machine")
-    r = subprocess.run(["man", "-w", "scalecalc-plan"], capture_output=True, text=True, cwd=root,
-                       env={**os.environ, "MANPATH": os.path.join(root, "man") + ":"})
+    r = subprocess.run(
+        ["man", "-w", "scalecalc-plan"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "MANPATH": os.path.join(root, "man") + ":"},
+    )
     assert r.returncode == 0 and r.stdout.strip().endswith("man/man1/scalecalc-plan.1"), r.stderr

@@ -51,9 +51,7 @@ def _brute_force(C, U, points=200_000):
     return near.min(), near.max(), L.min()
 
 
-@pytest.mark.parametrize(
-    "C, U", [(1e21, 1e12), (1e22, 1e10), (1e23, 1e11), (1e24, 1e11), (3e20, 1e8), (1e24, 1e9)]
-)
+@pytest.mark.parametrize("C, U", [(1e21, 1e12), (1e22, 1e10), (1e23, 1e11), (1e24, 1e11), (3e20, 1e8), (1e24, 1e9)])
 def test_matches_brute_force_grid(C, U):
     plan = dl.optimal(C, U)
     n_lo, n_hi, L = _brute_force(C, U)
@@ -73,8 +71,7 @@ def test_loss_limit_is_the_saturated_loss():
     U = 1e9
     limit = dl.optimal(1e22, U).loss_limit
     N_sat = (1 + dl.RN_STAR) * dl.params_for_data(U)
-    assert limit == pytest.approx(dl.E + dl.A / N_sat**dl.alpha
-                                  + dl.B / ((1 + dl.RD_STAR) * U) ** dl.beta, rel=1e-12)
+    assert limit == pytest.approx(dl.E + dl.A / N_sat**dl.alpha + dl.B / ((1 + dl.RD_STAR) * U) ** dl.beta, rel=1e-12)
     assert dl.loss(1e15, 1e30, U) == pytest.approx(limit, rel=1e-9)
 
 

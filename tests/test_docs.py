@@ -28,7 +28,9 @@ def _commands():
             yield (name, sub), subcmd
 
 
-@pytest.mark.parametrize("command,expected", update_readme.blocks(README), ids=lambda v: v if v.startswith("scalecalc") else "")
+@pytest.mark.parametrize(
+    "command,expected", update_readme.blocks(README), ids=lambda v: v if v.startswith("scalecalc") else ""
+)
 def test_readme_examples_are_real_output(command, expected):
     actual = update_readme.run(command)
     assert update_readme.same_output(actual, expected), "stale README example: run python docs/update_readme.py"
@@ -77,16 +79,19 @@ def test_core_modules_never_import_typer_or_rich():
 
 
 def test_a_plain_plan_imports_no_heavy_module():
-    code = ("import sys, runpy; sys.argv = ['scalecalc', 'plan', '--compute', '1e24', '--format', 'json']\n"
-            "try:\n    runpy.run_module('scalecalc', run_name='__main__')\nexcept SystemExit as e:\n    assert e.code == 0\n"
-            "heavy = [m for m in ('sympy', 'scipy', 'torch', 'matplotlib') if m in sys.modules]\n"
-            "assert not heavy, heavy")
+    code = (
+        "import sys, runpy; sys.argv = ['scalecalc', 'plan', '--compute', '1e24', '--format', 'json']\n"
+        "try:\n    runpy.run_module('scalecalc', run_name='__main__')\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "heavy = [m for m in ('sympy', 'scipy', 'torch', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
 
 
 def test_console_entry_point_registers_what_it_runs():
     """`python -m scalecalc` goes through main(), which registers command modules lazily."""
+
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "scalecalc", *args], capture_output=True, text=True, cwd=ROOT)
 

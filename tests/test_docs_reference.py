@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "reference.md"
 
@@ -21,8 +19,7 @@ REFERENCE = ROOT / "docs" / "reference.md"
 SCANNED_DIRS = ("scalecalc", "tests", "bench", "docs", "calibrate", "man", ".ci")
 SCANNED_TOP = ("README.md", "CHANGELOG.md", "pyproject.toml")
 SUFFIXES = {".py", ".md", ".yaml", ".yml", ".json", ".toml", ".txt", ".1", ".cfg", ".ini", ""}
-SKIPPED_PARTS = {"__pycache__", ".venv", "venv", "build", "dist", ".git", ".pytest_cache",
-                 ".hypothesis", "data"}
+SKIPPED_PARTS = {"__pycache__", ".venv", "venv", "build", "dist", ".git", ".pytest_cache", ".hypothesis", "data"}
 
 HEADING = re.compile(r"^#{1,6}[ \t]+(\d+(?:\.\d+)*)\.?[ \t]+\S", re.MULTILINE)
 SECTION = re.compile(r"§[ \t]?(\d+(?:\.\d+)*)")
@@ -71,8 +68,7 @@ def scanned_files() -> list[Path]:
             continue
         for path in sorted(base.rglob("*")):
             rel = path.relative_to(ROOT)
-            if (path.is_file() and path.suffix in SUFFIXES
-                    and not SKIPPED_PARTS.intersection(rel.parts[:-1])):
+            if path.is_file() and path.suffix in SUFFIXES and not SKIPPED_PARTS.intersection(rel.parts[:-1]):
                 paths.append(path)
     return paths
 
@@ -111,8 +107,10 @@ def test_section_parser_reads_headings_only():
 
 
 def test_citation_parser_reads_lists_ranges_and_the_old_form():
-    line = ("see docs/reference.md §1.6, §6 step 2; reference.md §2-§7 and REFERENCE §5.4, "
-            "REFERENCE.md §12 item 4; \\u00a79 alone is no citation, nor is §3")
+    line = (
+        "see docs/reference.md §1.6, §6 step 2; reference.md §2-§7 and REFERENCE §5.4, "
+        "REFERENCE.md §12 item 4; \\u00a79 alone is no citation, nor is §3"
+    )
     assert cited_sections(line) == ["1.6", "6", "2", "7", "5.4", "12"]
     assert cited_sections('"source": "x (REFERENCE \\u00a73.2)"') == ["3.2"]
     assert cited_sections("docs/reference.md (the project's reference)") == []
@@ -137,20 +135,33 @@ def test_every_cited_section_exists():
 
 
 def test_outside_source_patterns():
-    found = outside_citations("x (REFERENCE §2.2); CONTRACTS.md; STYLE §9; DESIGN.md; issue 3; "
-                              "../shared/data; REFERENCES runs(id); huggingface issue #9")
-    assert [kind for kind, _ in found] == ["REFERENCE §", "CONTRACTS.md", "STYLE §/STYLE.md",
-                                           "DESIGN.md", "issue N", "../shared/"]
+    found = outside_citations(
+        "x (REFERENCE §2.2); CONTRACTS.md; STYLE §9; DESIGN.md; issue 3; "
+        "../shared/data; REFERENCES runs(id); huggingface issue #9"
+    )
+    assert [kind for kind, _ in found] == [
+        "REFERENCE §",
+        "CONTRACTS.md",
+        "STYLE §/STYLE.md",
+        "DESIGN.md",
+        "issue N",
+        "../shared/",
+    ]
 
 
 def test_no_citation_points_outside_the_repository():
     this = Path(__file__).resolve()
-    found = [f"{where}: {kind}: {text!r}"
-             for path in scanned_files() if path.resolve() != this
-             for where, line in _lines(path)
-             for kind, text in outside_citations(line)]
-    assert not found, ("citations of sources outside the repository (cite docs/reference.md "
-                       "or docs/architecture.md instead):\n" + "\n".join(found))
+    found = [
+        f"{where}: {kind}: {text!r}"
+        for path in scanned_files()
+        if path.resolve() != this
+        for where, line in _lines(path)
+        for kind, text in outside_citations(line)
+    ]
+    assert not found, (
+        "citations of sources outside the repository (cite docs/reference.md "
+        "or docs/architecture.md instead):\n" + "\n".join(found)
+    )
 
 
 # -- "Checked by" names real tests ---------------------------------------------------------------
@@ -169,8 +180,7 @@ def named_tests(markdown: str) -> list[tuple[str, str]]:
 
 def test_named_tests_parser_carries_the_file_forward():
     text = "`tests/a.py::test_x` and `::test_y`; `tests/b.py::test_z`"
-    assert named_tests(text) == [("tests/a.py", "test_x"), ("tests/a.py", "test_y"),
-                                 ("tests/b.py", "test_z")]
+    assert named_tests(text) == [("tests/a.py", "test_x"), ("tests/a.py", "test_y"), ("tests/b.py", "test_z")]
 
 
 def test_every_test_the_reference_names_exists():
@@ -179,7 +189,10 @@ def test_every_test_the_reference_names_exists():
     missing = []
     for file, name in named:
         path = ROOT / file if file else None
-        if path is None or not path.is_file() or not re.search(
-                rf"^\s*def {name}\(", path.read_text(encoding="utf-8"), re.MULTILINE):
+        if (
+            path is None
+            or not path.is_file()
+            or not re.search(rf"^\s*def {name}\(", path.read_text(encoding="utf-8"), re.MULTILINE)
+        ):
             missing.append(f"{file}::{name}")
     assert not missing, "docs/reference.md names tests that do not exist:\n" + "\n".join(missing)

@@ -15,7 +15,7 @@ TREES = {"README.md": "## File tree", "docs/architecture.md": "## The tree"}
 def _tree_paths(doc: str, heading: str) -> set[str]:
     """Paths named in the first code block under ``heading`` (indentation = nesting)."""
     text = (ROOT / doc).read_text(encoding="utf-8")
-    block = text[text.index(heading):].split("```", 2)[1]
+    block = text[text.index(heading) :].split("```", 2)[1]
     paths: set[str] = set()
     stack: list[tuple[int, str]] = []
     for line in block.splitlines():
@@ -48,10 +48,13 @@ def test_every_named_path_exists(doc):
 @pytest.mark.parametrize("doc", TREES)
 def test_every_module_is_named(doc):
     named = {p.rstrip("/") for p in _tree_paths(doc, TREES[doc])}
-    code = {str(p.relative_to(ROOT)) for folder in ("scalecalc", "scalecalc/calibration", "scalecalc/cli")
-            for p in (ROOT / folder).iterdir()
-            if (p.suffix == ".py" and p.name not in ("__init__.py", "__main__.py"))
-            or (p.is_dir() and (p / "__init__.py").exists())}
+    code = {
+        str(p.relative_to(ROOT))
+        for folder in ("scalecalc", "scalecalc/calibration", "scalecalc/cli")
+        for p in (ROOT / folder).iterdir()
+        if (p.suffix == ".py" and p.name not in ("__init__.py", "__main__.py"))
+        or (p.is_dir() and (p / "__init__.py").exists())
+    }
     if doc == "README.md":  # the README's tree names the packages, not every CLI module
         code = {p for p in code if not p.startswith("scalecalc/cli/")}
     assert not sorted(code - named), f"{doc} does not name: {sorted(code - named)}"

@@ -25,9 +25,12 @@ def _modules() -> list[str]:
 
 
 def _with_examples() -> list[str]:
-    return [name for name in _modules()
-            if doctest.DocTestFinder().find(importlib.import_module(name))
-            and any(t.examples for t in doctest.DocTestFinder().find(importlib.import_module(name)))]
+    return [
+        name
+        for name in _modules()
+        if doctest.DocTestFinder().find(importlib.import_module(name))
+        and any(t.examples for t in doctest.DocTestFinder().find(importlib.import_module(name)))
+    ]
 
 
 def test_the_package_docstring_and_plan_have_examples():
@@ -42,8 +45,8 @@ def test_module_doctests(name):
 
 def test_readme_library_section():
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Library use"):]
-    section = section[:section.index("\n## ", 3)]
+    section = text[text.index("## Library use") :]
+    section = section[: section.index("\n## ", 3)]
     code = "\n".join(re.findall(r"```pycon\n(.*?)```", section, flags=re.S))
     test = doctest.DocTestParser().get_doctest(code, {}, "README: Library use", str(README), 0)
     assert len(test.examples) >= 5

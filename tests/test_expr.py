@@ -26,8 +26,11 @@ CHINCHILLA = "E + A / N**alpha + B / D**beta"
 ROUNDED = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. 2022, eq. 10
 # docs/reference.md §2.2: the TeX-source values, given as logarithms (e = ln E, a = ln A, b = ln B).
 TEX = dict(
-    E=math.exp(0.5267228), A=math.exp(6.0073404), B=math.exp(6.0179186),
-    alpha=0.33917084, beta=0.2849083,
+    E=math.exp(0.5267228),
+    A=math.exp(6.0073404),
+    B=math.exp(6.0179186),
+    alpha=0.33917084,
+    beta=0.2849083,
 )
 EPOCH = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)  # Besiroglu et al. 2024
 KAPLAN_15 = "((Nc/N)**(alphaN/alphaD) + Dc/D)**alphaD"  # Kaplan et al. 2020, eq. 1.5
@@ -83,8 +86,7 @@ def test_every_whitelisted_function_evaluates_like_numpy():
     assert expr.symbols == {"x", "y"}  # function names are not symbols
     x, y = np.array([0.5, 2.0, 7.0]), np.array([1.0, 1.0, 9.0])
     expected = (
-        np.exp(x) + np.log(x) + np.sqrt(x) + x + np.log10(x)
-        + np.minimum(np.minimum(x, y), 3) + np.maximum(x, y) - x
+        np.exp(x) + np.log(x) + np.sqrt(x) + x + np.log10(x) + np.minimum(np.minimum(x, y), 3) + np.maximum(x, y) - x
     )
     np.testing.assert_allclose(expr(x=x, y=y), expected, rtol=1e-15)
 

@@ -5,19 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
-
 from test_fit_synth import HOFFMANN, chinchilla_runs, isoflop_runs
+
 from scalecalc.fit import Runs, fit_law
 
 
 def test_same_seed_same_replicates_whatever_the_workers():
     runs = chinchilla_runs(seed=0, noise=0.005)
-    one = fit_law(runs, "chinchilla", grid="coarse", bootstrap=80, seed=7, workers=1,
-                  holdout="none")
-    two = fit_law(runs, "chinchilla", grid="coarse", bootstrap=80, seed=7, workers=2,
-                  holdout="none")
-    other = fit_law(runs, "chinchilla", grid="coarse", bootstrap=80, seed=8, workers=1,
-                  holdout="none")
+    one = fit_law(runs, "chinchilla", grid="coarse", bootstrap=80, seed=7, workers=1, holdout="none")
+    two = fit_law(runs, "chinchilla", grid="coarse", bootstrap=80, seed=7, workers=2, holdout="none")
+    other = fit_law(runs, "chinchilla", grid="coarse", bootstrap=80, seed=8, workers=1, holdout="none")
     for k in one.bootstrap:
         assert_array_equal(one.bootstrap[k], two.bootstrap[k])
     assert not np.array_equal(one.bootstrap["alpha"], other.bootstrap["alpha"])
@@ -33,12 +30,18 @@ def test_kaplan_bootstrap_covers_the_true_exponent_at_its_nominal_rate():
     for draw in range(40):
         rng = np.random.default_rng(1000 + draw)
         L = (8.8e13 / N) ** 0.076 * np.exp(rng.normal(0, 0.01, N.size))
-        res = fit_law(Runs.from_arrays(params=N, tokens=20 * N, loss=L), "kaplan",
-                      objective="mse", bootstrap=200, seed=draw, workers=1,
-                      holdout="none")
+        res = fit_law(
+            Runs.from_arrays(params=N, tokens=20 * N, loss=L),
+            "kaplan",
+            objective="mse",
+            bootstrap=200,
+            seed=draw,
+            workers=1,
+            holdout="none",
+        )
         lo, hi = np.percentile(res.bootstrap["alpha_N"], [5, 95])
         hits += lo <= 0.076 <= hi
-    assert 30 <= hits <= 39, hits   # 75%-97.5%: nominal 90% minus the bootstrap's small-n undercoverage
+    assert 30 <= hits <= 39, hits  # 75%-97.5%: nominal 90% minus the bootstrap's small-n undercoverage
 
 
 @pytest.mark.slow
@@ -47,8 +50,7 @@ def test_chinchilla_bootstrap_coverage_of_alpha_and_beta():
     draws = 20
     for draw in range(draws):
         runs = chinchilla_runs(seed=500 + draw, noise=0.005)
-        res = fit_law(runs, "chinchilla", grid="coarse", bootstrap=200, seed=draw,
-                      holdout="none")
+        res = fit_law(runs, "chinchilla", grid="coarse", bootstrap=200, seed=draw, holdout="none")
         for i, k in enumerate(("alpha", "beta")):
             lo, hi = res.intervals[k]
             hits[i] += lo <= HOFFMANN[k] <= hi

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_fit_synth import chinchilla_loss
 from typer.testing import CliRunner
 
-from test_fit_synth import chinchilla_loss
 from scalecalc.cli import app
 from scalecalc.fit import Runs, fit_law, read_runs
 
@@ -37,8 +37,7 @@ def epoch():
 
 def test_epoch_fit_on_runs_up_to_2b_predicts_the_larger_ones(epoch):
     """Fit on N <= 2B (188 points), predict the 52 larger: chinchilla 0.85%, gadre 0.71%."""
-    res = fit_law(epoch, holdout="params > 2e9", grid="coarse", compare_forms=True,
-                  bootstrap=100, workers=1)
+    res = fit_law(epoch, holdout="params > 2e9", grid="coarse", compare_forms=True, bootstrap=100, workers=1)
     h = res.holdout
     assert h["n_held_out"] == 52 and h["n_train"] == 188 and h["train_params_max"] < 2e9
     assert h["mean_abs_rel_error"] == pytest.approx(0.0085, abs=0.001)
@@ -61,15 +60,14 @@ def test_default_fit_reports_leave_largest_size_out(epoch):
 
 def test_no_default_holdout_with_fewer_than_four_sizes():
     r = ladder(0)
-    small = r.subset(r.params < 2e8)   # 3 sizes
+    small = r.subset(r.params < 2e8)  # 3 sizes
     assert fit_law(small, grid="coarse").holdout == {}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_17x_extrapolation_within_2_percent_and_covered(seed):
     """Predicting a 17x larger model from a 4-size ladder (noise 0.5%)."""
-    res = fit_law(ladder(seed), holdout="largest", bootstrap=100, grid="coarse", seed=seed,
-                  workers=1)
+    res = fit_law(ladder(seed), holdout="largest", bootstrap=100, grid="coarse", seed=seed, workers=1)
     h = res.holdout
     assert h["n_held_out"] == 3
     assert h["mean_abs_rel_error"] < 0.02
@@ -124,14 +122,33 @@ def test_checkpoints_weighted_per_run_and_bootstrap_resamples_runs():
 
 def test_progress_callback_sees_every_stage():
     seen = []
-    fit_law(ladder(0), holdout="largest", grid="coarse", bootstrap=20, workers=1,
-            progress=lambda stage, done, total: seen.append((stage, done, total)))
+    fit_law(
+        ladder(0),
+        holdout="largest",
+        grid="coarse",
+        bootstrap=20,
+        workers=1,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
     assert ("fit", 1, 1) in seen and ("bootstrap", 20, 20) in seen and ("holdout", 1, 1) in seen
 
 
 def test_cli_json_keeps_holdout_and_comparison_inside_the_fit_object(tmp_path):
-    res = runner.invoke(app, ["fit", EPOCH, "--drop-top-loss", "5", "--grid", "coarse",
-                              "--holdout", "params > 2e9", "--compare-forms", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "fit",
+            EPOCH,
+            "--drop-top-loss",
+            "5",
+            "--grid",
+            "coarse",
+            "--holdout",
+            "params > 2e9",
+            "--compare-forms",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["form"] == "chinchilla" and out["holdout"]["n_held_out"] == 52
@@ -151,27 +168,38 @@ def _csv(tmp_path, text, name="runs.csv"):
 
 
 LADDER_CSV = "N,D,loss\n" + "".join(
-    f"{n:g},{n * m:g},{chinchilla_loss(n, n * m):.5f}\n"
-    for n in (1e7, 3e7, 1e8, 3e8) for m in (5, 20, 80))
+    f"{n:g},{n * m:g},{chinchilla_loss(n, n * m):.5f}\n" for n in (1e7, 3e7, 1e8, 3e8) for m in (5, 20, 80)
+)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--holdout", "params > 0"],
-     "Error: --holdout params > 0: holds out all 12 runs; nothing is left to fit; hold out fewer "
-     "(e.g. --holdout largest)"),
-    (["--holdout", "3"],
-     "Error: --holdout 3: leaves 3 runs for 5 free constants; hold out fewer (at least 6 must "
-     "remain)"),
-    (["--holdout", "4"],
-     "Error: --holdout: 4 sizes hold out every run (4 sizes in {f}); hold out fewer"),
-    (["--holdout", "size > 3"], "Error: --holdout: 'size' is not params, tokens, flops or loss"),
-    (["--fix", "gamma=0.3"],
-     "Error: --fix: --form chinchilla has no constant 'gamma'; its constants are E, A, B, alpha, beta"),
-    (["--form", "gadre", "--prior", "beta=0.3±0.1"],
-     "Error: --prior: --form gadre has no constant 'beta'; its constants are E, A, B, alpha"),
-    (["--prior", "E=1.8"],
-     "Error: --prior: cannot read 'E=1.8'; write NAME=MEAN±SD (or +-), e.g. --prior E=1.8±0.1"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--holdout", "params > 0"],
+            "Error: --holdout params > 0: holds out all 12 runs; nothing is left to fit; hold out fewer "
+            "(e.g. --holdout largest)",
+        ),
+        (
+            ["--holdout", "3"],
+            "Error: --holdout 3: leaves 3 runs for 5 free constants; hold out fewer (at least 6 must remain)",
+        ),
+        (["--holdout", "4"], "Error: --holdout: 4 sizes hold out every run (4 sizes in {f}); hold out fewer"),
+        (["--holdout", "size > 3"], "Error: --holdout: 'size' is not params, tokens, flops or loss"),
+        (
+            ["--fix", "gamma=0.3"],
+            "Error: --fix: --form chinchilla has no constant 'gamma'; its constants are E, A, B, alpha, beta",
+        ),
+        (
+            ["--form", "gadre", "--prior", "beta=0.3±0.1"],
+            "Error: --prior: --form gadre has no constant 'beta'; its constants are E, A, B, alpha",
+        ),
+        (
+            ["--prior", "E=1.8"],
+            "Error: --prior: cannot read 'E=1.8'; write NAME=MEAN±SD (or +-), e.g. --prior E=1.8±0.1",
+        ),
+    ],
+)
 def test_bad_holdout_and_constraints_exit_2_and_write_nothing(tmp_path, extra, message):
     f = _csv(tmp_path, LADDER_CSV)
     law = tmp_path / "law.yaml"
@@ -186,30 +214,49 @@ def test_checkpoints_with_decreasing_tokens_exit_2(tmp_path):
     law = tmp_path / "law.yaml"
     res = runner.invoke(app, ["fit", f, "-o", str(law)])
     assert res.exit_code == 2
-    assert res.stderr == (f"Error: {f}: tokens decrease within run 'a' (lines 3 and 4: 2e+09 "
-                          "then 1.5e+09); a run's checkpoints must have non-decreasing tokens; "
-                          "fix the run ids or the order of its rows\n")
+    assert res.stderr == (
+        f"Error: {f}: tokens decrease within run 'a' (lines 3 and 4: 2e+09 "
+        "then 1.5e+09); a run's checkpoints must have non-decreasing tokens; "
+        "fix the run ids or the order of its rows\n"
+    )
     assert not law.exists()
 
 
 def test_law_file_records_the_held_out_error_and_plan_reads_its_intervals(tmp_path):
     law = tmp_path / "law.yaml"
-    res = runner.invoke(app, ["fit", EPOCH, "--drop-top-loss", "5", "--grid", "coarse", "-b", "40",
-                              "--holdout", "largest", "-o", str(law), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "fit",
+            EPOCH,
+            "--drop-top-loss",
+            "5",
+            "--grid",
+            "coarse",
+            "-b",
+            "40",
+            "--holdout",
+            "largest",
+            "-o",
+            str(law),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.stderr
     import yaml
 
     prov = yaml.safe_load(law.read_text())["provenance"]["holdout"]
     assert prov["selection"] == "largest" and prov["n_held_out"] == 1
     assert prov["mean_abs_rel_error"] == pytest.approx(
-        json.loads(res.stdout)["holdout"]["mean_abs_rel_error"], rel=1e-6)
+        json.loads(res.stdout)["holdout"]["mean_abs_rel_error"], rel=1e-6
+    )
     plan = runner.invoke(app, ["plan", "--compute", "1e23", "--law", str(law), "--json"])
     assert plan.exit_code == 0 and "loss_ci" in plan.stdout
 
 
 def test_warnings_for_few_sizes_and_poorly_identified_exponents():
     r = ladder(0, noise=0.02)
-    small = r.subset(r.params < 2e8)   # 3 sizes for 5 free constants, noisy
+    small = r.subset(r.params < 2e8)  # 3 sizes for 5 free constants, noisy
     res = fit_law(small, grid="coarse", bootstrap=60, workers=1)
     text = " ".join(res.warnings)
     assert "only 3 distinct model sizes for 5 free constants" in text
@@ -223,8 +270,7 @@ def test_prediction_intervals_cover_at_the_nominal_rate_over_many_ladders():
     covered = n = 0
     errors = []
     for seed in range(12):
-        h = fit_law(ladder(100 + seed), holdout="largest", bootstrap=200, grid="coarse",
-                    seed=seed).holdout
+        h = fit_law(ladder(100 + seed), holdout="largest", bootstrap=200, grid="coarse", seed=seed).holdout
         covered, n = covered + h["covered"], n + h["n_held_out"]
         errors.append(h["mean_abs_rel_error"])
     assert covered / n >= 0.90, (covered, n)
@@ -240,10 +286,10 @@ def test_muennighoff_form_recovers_the_repetition_decay():
     U = N * np.tile([5, 5, 5, 5, 20, 20, 20, 20], 5)
     D = U * np.tile([1, 4, 16, 60], 10)
     Dp = U + U * c["R"] * (1 - np.exp(-(D / U - 1) / c["R"]))
-    L = (c["E"] + c["A"] / N ** c["alpha"] + c["B"] / Dp ** c["beta"]) * np.exp(
-        rng.normal(0, 0.002, N.size))
-    res = fit_law(Runs.from_arrays(params=N, tokens=D, loss=L, unique_tokens=U), "muennighoff",
-                  holdout="none", grid="coarse")
+    L = (c["E"] + c["A"] / N ** c["alpha"] + c["B"] / Dp ** c["beta"]) * np.exp(rng.normal(0, 0.002, N.size))
+    res = fit_law(
+        Runs.from_arrays(params=N, tokens=D, loss=L, unique_tokens=U), "muennighoff", holdout="none", grid="coarse"
+    )
     assert res.params["Rstar"] == pytest.approx(15.4, rel=0.15)
     assert res.params["beta"] == pytest.approx(0.353, abs=0.02)
 
@@ -252,5 +298,7 @@ def test_muennighoff_without_unique_tokens_is_a_usage_error(tmp_path):
     f = _csv(tmp_path, LADDER_CSV)
     res = runner.invoke(app, ["fit", f, "--form", "muennighoff", "--grid", "coarse"])
     assert res.exit_code == 2
-    assert res.stderr == ("Error: --form muennighoff needs a unique_tokens column (U_D, the "
-                          "distinct tokens each run saw; D > U_D where data repeat)\n")
+    assert res.stderr == (
+        "Error: --form muennighoff needs a unique_tokens column (U_D, the "
+        "distinct tokens each run saw; D > U_D where data repeat)\n"
+    )

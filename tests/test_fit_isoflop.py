@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
-
 from test_fit_synth import HOFFMANN, isoflop_runs, learning_curves
+
 from scalecalc.errors import DataError, NotEnoughData
 from scalecalc.fit import Runs, fit_law
 from scalecalc.fit.isoflop import curve_minimum, group_budgets
@@ -17,17 +17,16 @@ A_TRUE = HOFFMANN["beta"] / (HOFFMANN["alpha"] + HOFFMANN["beta"])  # a = beta/(
 def test_isoflop_recovers_a_equals_beta_over_alpha_plus_beta():
     res = fit_law(isoflop_runs(noise=0.0), "isoflop")
     assert_allclose(res.params["a"], A_TRUE, atol=0.002)
-    assert_allclose(res.params["a"] + res.params["b"], 1.0, atol=1e-9)   # D* = C / (6 N*)
+    assert_allclose(res.params["a"] + res.params["b"], 1.0, atol=1e-9)  # D* = C / (6 N*)
     # N* = G (C/6)**a with G = (alpha A / (beta B))**(1/(alpha+beta)) (Hoffmann eq. 4)
     al, be = HOFFMANN["alpha"], HOFFMANN["beta"]
     G = (al * HOFFMANN["A"] / (be * HOFFMANN["B"])) ** (1 / (al + be))
-    assert_allclose(res.params["G"], G * 6 ** -A_TRUE, rtol=0.05)
+    assert_allclose(res.params["G"], G * 6**-A_TRUE, rtol=0.05)
     assert res.n_points == 81 and res.params_formula == "G * C**a"
 
 
 def test_isoflop_with_noise_and_bootstrap_interval():
-    res = fit_law(isoflop_runs(seed=1, noise=0.002), "isoflop", bootstrap=100, seed=0,
-                  budgets=[1e23])
+    res = fit_law(isoflop_runs(seed=1, noise=0.002), "isoflop", bootstrap=100, seed=0, budgets=[1e23])
     lo, hi = res.intervals["a"]
     assert lo < A_TRUE < hi and hi - lo < 0.05
     assert res.derived[0]["params_ci"][0] < res.derived[0]["params"] < res.derived[0]["params_ci"][1]
@@ -64,7 +63,7 @@ def test_curve_minimum_parabola_exact():
     x = np.linspace(-1, 1, 7)
     xs, ys, why = curve_minimum(x, 2 + (x - 0.3) ** 2)
     assert why == "" and xs == pytest.approx(0.3) and ys == pytest.approx(2)
-    assert "downwards" in curve_minimum(x, -(x ** 2))[2]
+    assert "downwards" in curve_minimum(x, -(x**2))[2]
 
 
 def test_isoflop_needs_two_budgets():

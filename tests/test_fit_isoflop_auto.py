@@ -12,8 +12,7 @@ from scalecalc.fit.isoflop import choose_interp
 E, A, B = 1.69342, 406.401, 410.723
 
 
-def sweep(alpha, beta, *, decades, per, offset=0.0, noise=0.0, seed=0,
-          budgets=np.geomspace(1e17, 1e21, 7)):
+def sweep(alpha, beta, *, decades, per, offset=0.0, noise=0.0, seed=0, budgets=np.geomspace(1e17, 1e21, 7)):
     """IsoFLOP profiles of L = E + A/N^alpha + B/D^beta: `per` sizes over `decades` decades of N
     per budget, centred `offset` decades above the true N* (real sweeps are rarely centred)."""
     rng = np.random.default_rng(seed)
@@ -25,7 +24,7 @@ def sweep(alpha, beta, *, decades, per, offset=0.0, noise=0.0, seed=0,
         C += [c] * per
     N, C = np.array(N), np.array(C)
     D = C / (6 * N)
-    L = (E + A / N ** alpha + B / D ** beta) * np.exp(rng.normal(0, noise, N.size))
+    L = (E + A / N**alpha + B / D**beta) * np.exp(rng.normal(0, noise, N.size))
     return Runs.from_arrays(params=N, tokens=D, loss=L, budget=C, source="synthetic")
 
 
@@ -46,8 +45,10 @@ def test_default_recovers_a_on_noiseless_sweeps(alpha, beta, decades, per, offse
 def test_default_recovers_a_with_seed_noise(alpha, beta, decades, per, offset):
     """Seed noise 0.002 in log loss (Porian et al. 2024's RefinedWeb figure): the mean of four
     seeds' exponents within 0.01 (one seed's error is dominated by the noise, not the bias)."""
-    a = [fit_law(sweep(alpha, beta, decades=decades, per=per, offset=offset, noise=0.002,
-                       seed=s), "isoflop").params["a"] for s in range(4)]
+    a = [
+        fit_law(sweep(alpha, beta, decades=decades, per=per, offset=offset, noise=0.002, seed=s), "isoflop").params["a"]
+        for s in range(4)
+    ]
     assert np.mean(a) == pytest.approx(beta / (alpha + beta), abs=0.01)
 
 
@@ -63,5 +64,5 @@ def test_wide_asymmetric_profile_switches_to_the_local_parabola_and_beats_the_pa
 
 def test_symmetric_profile_keeps_the_parabola():
     x = np.linspace(-2, 2, 9)
-    assert choose_interp([(x, 0.1 * x ** 2)]) == "parabola"
-    assert choose_interp([(x, 0.1 * x ** 2 + 0.03 * x ** 3)]) == "local"
+    assert choose_interp([(x, 0.1 * x**2)]) == "parabola"
+    assert choose_interp([(x, 0.1 * x**2 + 0.03 * x**3)]) == "local"

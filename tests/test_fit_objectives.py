@@ -10,8 +10,7 @@ from scalecalc.fit.objectives import OBJECTIVES, huber, penalty
 
 
 @settings(max_examples=60, deadline=None)
-@given(r=st.floats(-2, 2, allow_nan=False), delta=st.floats(1e-4, 0.5),
-       name=st.sampled_from(OBJECTIVES))
+@given(r=st.floats(-2, 2, allow_nan=False), delta=st.floats(1e-4, 0.5), name=st.sampled_from(OBJECTIVES))
 def test_psi_is_the_derivative_and_weight_times_r_is_psi(r, delta, name):
     rho, psi, weight = penalty(name)
     h = 1e-7
@@ -22,7 +21,7 @@ def test_psi_is_the_derivative_and_weight_times_r_is_psi(r, delta, name):
 
 
 def test_huber_values():
-    assert huber(np.array(5e-4), 1e-3) == 0.5 * 5e-4 ** 2
+    assert huber(np.array(5e-4), 1e-3) == 0.5 * 5e-4**2
     assert huber(np.array(-0.1), 1e-3) == 1e-3 * (0.1 - 0.5e-3)
 
 

@@ -7,18 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
-
 from test_fit_synth import HOFFMANN, chinchilla_runs
-from scalecalc.fit import Runs, fit_law, read_runs
-from scalecalc.fit import models
+
+from scalecalc.fit import Runs, fit_law, models, read_runs
 from scalecalc.fit.optim import batched_lm, polish
 from scalecalc.fit.parametric import chinchilla_allocation
 
 EPOCH = Path(__file__).parent / "data" / "chinchilla_fig4_epoch_extracted.csv"
 
 
-@pytest.mark.parametrize("model", [models.Chinchilla(), models.KaplanPower("N"),
-                                   models.KaplanPower("D", irreducible=True), models.KaplanND()])
+@pytest.mark.parametrize(
+    "model",
+    [models.Chinchilla(), models.KaplanPower("N"), models.KaplanPower("D", irreducible=True), models.KaplanND()],
+)
 def test_jacobian_matches_finite_differences(model):
     rng = np.random.default_rng(0)
     X = np.stack([np.log(np.geomspace(1e7, 1e10, 7)), np.log(np.geomspace(1e9, 1e12, 7))])
@@ -48,9 +49,9 @@ def test_fast_normal_equations_match_the_jacobian():
 def test_grid_is_hoffmanns_4500():
     starts = models.Chinchilla().starts()
     assert starts.shape == (4500, 5)
-    assert sorted(set(starts[:, 0])) == [0, 5, 10, 15, 20, 25]          # a = ln A
-    assert sorted(set(starts[:, 2])) == [-1, -0.5, 0, 0.5, 1]           # e = ln E
-    assert sorted(set(starts[:, 3])) == [0, 0.5, 1, 1.5, 2]             # alpha
+    assert sorted(set(starts[:, 0])) == [0, 5, 10, 15, 20, 25]  # a = ln A
+    assert sorted(set(starts[:, 2])) == [-1, -0.5, 0, 0.5, 1]  # e = ln E
+    assert sorted(set(starts[:, 3])) == [0, 0.5, 1, 1.5, 2]  # alpha
 
 
 def test_noiseless_chinchilla_is_recovered_exactly():
@@ -81,8 +82,7 @@ def test_mse_and_asymmetric_objectives_run():
 
 def test_allocation_matches_reference_closed_form():
     # docs/reference.md §2.2 [V]: TeX constants give N_opt(5.76e23) = 4.036e10, D/N = 58.9.
-    c = {"E": 1.69342, "A": np.exp(6.0073404), "B": np.exp(6.0179186), "alpha": 0.33917084,
-         "beta": 0.2849083}
+    c = {"E": 1.69342, "A": np.exp(6.0073404), "B": np.exp(6.0179186), "alpha": 0.33917084, "beta": 0.2849083}
     N, D, _ = chinchilla_allocation({k: np.atleast_1d(v) for k, v in c.items()}, [5.76e23])
     assert N[0, 0] == pytest.approx(4.036e10, rel=1e-3)
     assert D[0, 0] / N[0, 0] == pytest.approx(58.9, rel=2e-3)
@@ -120,16 +120,17 @@ def test_kaplan_irreducible_and_nd_recovery():
     assert_allclose([res.params["E"], res.params["alpha_N"]], [1.5, 0.2], rtol=0.05)
     Nn = np.repeat(np.geomspace(1e6, 1e9, 8), 6)
     Dd = np.tile(np.geomspace(1e8, 1e11, 6), 8)
-    L = ((8.8e13 / Nn) ** (0.076 / 0.095) + 5.4e13 / Dd) ** 0.095   # Kaplan eq. 1.5, Table 2
+    L = ((8.8e13 / Nn) ** (0.076 / 0.095) + 5.4e13 / Dd) ** 0.095  # Kaplan eq. 1.5, Table 2
     res = fit_law(Runs.from_arrays(params=Nn, tokens=Dd, loss=L), "kaplan", kaplan_vars="ND")
     assert res.success
-    assert_allclose([res.params[k] for k in ("Nc", "Dc", "alpha_N", "alpha_D")],
-                    [8.8e13, 5.4e13, 0.076, 0.095], rtol=1e-4)
+    assert_allclose(
+        [res.params[k] for k in ("Nc", "Dc", "alpha_N", "alpha_D")], [8.8e13, 5.4e13, 0.076, 0.095], rtol=1e-4
+    )
 
 
 def test_diagnostics_warn_on_small_short_data():
     N = np.geomspace(1e8, 5e8, 8)
-    runs = Runs.from_arrays(params=N, tokens=N * 20, loss=2 + 300 / N ** 0.3 + 400 / (20 * N) ** 0.3)
+    runs = Runs.from_arrays(params=N, tokens=N * 20, loss=2 + 300 / N**0.3 + 400 / (20 * N) ** 0.3)
     res = fit_law(runs, "chinchilla", grid="coarse")
     text = " | ".join(res.warnings)
     assert "only 8 points for 5 free parameters" in text
@@ -157,17 +158,19 @@ def test_race_finds_the_same_best_as_running_every_start_to_convergence():
     res = fit_law(runs, "chinchilla", grid=400)
     assert "400-start grid" in res.method
     assert res.objective <= full.f.min() * (1 + 1e-9)
-    assert res.objective == pytest.approx(1.0183e-3, rel=1e-4)   # docs/reference.md §3.2 [V]
+    assert res.objective == pytest.approx(1.0183e-3, rel=1e-4)  # docs/reference.md §3.2 [V]
 
 
 def test_core_fit_modules_do_not_import_typer_or_rich():
     import subprocess
     import sys
 
-    code = ("import sys, scalecalc.fit, scalecalc.fit.parametric, scalecalc.fit.isoflop, "
-            "scalecalc.fit.envelope, scalecalc.fit.lawfile, scalecalc.fit.plot; "
-            "bad = [m for m in ('typer', 'rich', 'matplotlib') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, scalecalc.fit, scalecalc.fit.parametric, scalecalc.fit.isoflop, "
+        "scalecalc.fit.envelope, scalecalc.fit.lawfile, scalecalc.fit.plot; "
+        "bad = [m for m in ('typer', 'rich', 'matplotlib') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -175,17 +178,21 @@ def test_cli_module_imports_scipy_lazily():
     import subprocess
     import sys
 
-    code = ("import sys, scalecalc.cli.fit; "
-            "bad = [m for m in ('scipy', 'scalecalc.fit', 'matplotlib') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, scalecalc.cli.fit; "
+        "bad = [m for m in ('scipy', 'scalecalc.fit', 'matplotlib') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_numeric_allocation_matches_the_closed_form_and_serves_kaplan_nd():
     c = {k: np.atleast_1d(v) for k, v in HOFFMANN.items()}
-    theta = np.array([[np.log(HOFFMANN["A"]), np.log(HOFFMANN["B"]), np.log(HOFFMANN["E"]),
-                       HOFFMANN["alpha"], HOFFMANN["beta"]]])
+    theta = np.array(
+        [[np.log(HOFFMANN["A"]), np.log(HOFFMANN["B"]), np.log(HOFFMANN["E"]), HOFFMANN["alpha"], HOFFMANN["beta"]]]
+    )
     from scalecalc.fit.parametric import numeric_allocation
+
     exact = chinchilla_allocation(c, [1e19, 1e23, 1e26])
     approx = numeric_allocation(models.Chinchilla(), theta, [1e19, 1e23, 1e26])
     for e, a in zip(exact, approx):
@@ -193,8 +200,7 @@ def test_numeric_allocation_matches_the_closed_form_and_serves_kaplan_nd():
     Nn = np.repeat(np.geomspace(1e6, 1e9, 8), 6)
     Dd = np.tile(np.geomspace(1e8, 1e11, 6), 8)
     L = ((8.8e13 / Nn) ** (0.076 / 0.095) + 5.4e13 / Dd) ** 0.095
-    res = fit_law(Runs.from_arrays(params=Nn, tokens=Dd, loss=L), "kaplan", kaplan_vars="ND",
-                  budgets=[1e21])
+    res = fit_law(Runs.from_arrays(params=Nn, tokens=Dd, loss=L), "kaplan", kaplan_vars="ND", budgets=[1e21])
     row = res.derived[0]
     assert row["params"] * row["tokens"] * 6 == pytest.approx(1e21, rel=1e-9)
     assert 0 < res.implied["a"] < 1 and res.implied["a"] + res.implied["b"] == pytest.approx(1)

@@ -58,14 +58,17 @@ def test_explicit_columns_override_aliases(tmp_path):
     assert runs.loss[0] == 3.0
 
 
-@pytest.mark.parametrize("text, exc, fragment", [
-    ("", DataError, "the file is empty"),
-    ("N,loss\n1e8,3\n", DataError, "columns found: N, loss"),
-    ("N,D,loss\n1e8,2e9,abc\n2e8,x,3\n", DataError, "non-numeric values on line 3"),
-    ("N,D,loss\n1e8,2e9,3\n-1,2e9,3\n0,1,1\n", DataError, "non-positive values on lines 3, 4"),
-    ("N,D,loss\n1e8,2e9\n", DataError, "line 2 has 2 fields"),
-    ("N,D,loss\n", DataError, "header but no rows"),
-])
+@pytest.mark.parametrize(
+    "text, exc, fragment",
+    [
+        ("", DataError, "the file is empty"),
+        ("N,loss\n1e8,3\n", DataError, "columns found: N, loss"),
+        ("N,D,loss\n1e8,2e9,abc\n2e8,x,3\n", DataError, "non-numeric values on line 3"),
+        ("N,D,loss\n1e8,2e9,3\n-1,2e9,3\n0,1,1\n", DataError, "non-positive values on lines 3, 4"),
+        ("N,D,loss\n1e8,2e9\n", DataError, "line 2 has 2 fields"),
+        ("N,D,loss\n", DataError, "header but no rows"),
+    ],
+)
 def test_bad_files(tmp_path, text, exc, fragment):
     f = tmp_path / "bad.csv"
     f.write_text(text)

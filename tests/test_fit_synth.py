@@ -55,8 +55,9 @@ def learning_curves(seed=0, noise=0.001, sizes=np.geomspace(3e7, 3e9, 9), steps=
         rows["params"] += [n] * steps
         rows["tokens"] += list(D)
         rows["loss"] += list(L)
-    return Runs.from_arrays(params=rows["params"], tokens=rows["tokens"], loss=rows["loss"],
-                            run=rows["run"], source="synthetic")
+    return Runs.from_arrays(
+        params=rows["params"], tokens=rows["tokens"], loss=rows["loss"], run=rows["run"], source="synthetic"
+    )
 
 
 def test_generators_are_seeded_and_centred():
@@ -67,6 +68,6 @@ def test_generators_are_seeded_and_centred():
     for C in np.unique(iso.budget):
         at = iso.budget == C
         np.testing.assert_allclose(6 * iso.params[at] * iso.tokens[at], C, rtol=1e-12)
-        assert np.argmin(iso.loss[at]) == 4   # the middle of 9 sizes from N*/8 to 8 N*
+        assert np.argmin(iso.loss[at]) == 4  # the middle of 9 sizes from N*/8 to 8 N*
     curves = learning_curves()
     assert len(np.unique(curves.run)) == 9

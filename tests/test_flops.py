@@ -15,10 +15,30 @@ from hypothesis import strategies as st
 
 from scalecalc.errors import DataError, UnknownName, UsageError
 from scalecalc.flops import (
-    CHINCHILLA_A9, CONVENTIONS, LLAMA3_FACTOR, N_KINDS, PORIAN_SHAPES, SHAPE_RULES, Arch,
-    ShapeRule, chinchilla_appendix_f, convert_params, describe, design_shape, flops_per_token,
-    from_hf_config, get_convention, itemize, n_params, param_counts, shape_deviation,
-    shape_for_params, swiglu_ffn, training_flops_per_token, width_counts, width_for_params,
+    CHINCHILLA_A9,
+    CONVENTIONS,
+    LLAMA3_FACTOR,
+    N_KINDS,
+    PORIAN_SHAPES,
+    SHAPE_RULES,
+    Arch,
+    ShapeRule,
+    chinchilla_appendix_f,
+    convert_params,
+    describe,
+    design_shape,
+    flops_per_token,
+    from_hf_config,
+    get_convention,
+    itemize,
+    n_params,
+    param_counts,
+    shape_deviation,
+    shape_for_params,
+    swiglu_ffn,
+    training_flops_per_token,
+    width_counts,
+    width_for_params,
 )
 
 GROUPS = ("embedding", "attention", "mlp", "norms", "head")
@@ -27,8 +47,14 @@ GROUPS = ("embedding", "attention", "mlp", "norms", "head")
 # ---------------------------------------------------------------- Chinchilla App. F / Table A4
 
 # Hoffmann et al. 2022 Table A4 shapes: (n_layer, d_model, ffw_size, n_heads); vocab 32k, seq 2048.
-TABLE_A4 = [(10, 640, 2560, 10), (20, 1024, 4096, 16), (24, 1280, 5120, 10),
-            (26, 1792, 7168, 14), (28, 2048, 8192, 16), (40, 3584, 14336, 28)]
+TABLE_A4 = [
+    (10, 640, 2560, 10),
+    (20, 1024, 4096, 16),
+    (24, 1280, 5120, 10),
+    (26, 1792, 7168, 14),
+    (28, 2048, 8192, 16),
+    (40, 3584, 14336, 28),
+]
 A4_PAPER = [1.03, 1.10, 1.08, 1.04, 1.03, 0.99]  # Table A4 "ours / 6ND" [P]
 A4_THREE_DECIMALS = [1.025, 1.101, 1.083, 1.044, 1.033, 0.994]  # docs/reference.md §2.4 [V], nanoGPT [R]
 A4_FULL = [1.58, 1.32, 1.23, 1.14, 1.12, 1.03]  # App. F as printed, docs/reference.md §2.4 [V]
@@ -39,8 +65,19 @@ A4_N_NANOGPT = [73825280, 305707008, 552604160, 1143453696, 1593126912, 67962746
 def gopher_arch(n_layer, d_model, ffw, heads, vocab=32000, seq_len=2048):
     """Gopher-style block as counted in nanoGPT's chinchilla_params: biases, layernorm, relative
     position terms, and one vocab×d matrix (tied)."""
-    return Arch(n_layer=n_layer, d_model=d_model, n_heads=heads, d_ff=ffw, vocab=vocab,
-                seq_len=seq_len, mlp="gelu", tied=True, pos="relative", norm="layernorm", bias=True)
+    return Arch(
+        n_layer=n_layer,
+        d_model=d_model,
+        n_heads=heads,
+        d_ff=ffw,
+        vocab=vocab,
+        seq_len=seq_len,
+        mlp="gelu",
+        tied=True,
+        pos="relative",
+        norm="layernorm",
+        bias=True,
+    )
 
 
 @pytest.mark.parametrize("row", range(6))
@@ -66,7 +103,7 @@ def test_appendix_f_structure():
 
 
 def test_table_a9_counts_and_chinchilla_rule():
-    for params, d, ffw, kv, heads, layers in CHINCHILLA_A9:
+    for params, *_shape in CHINCHILLA_A9:
         arch = design_shape(params, "chinchilla")
         assert abs(shape_deviation(arch, params)) < 0.015  # nanoGPT: "almost able to reproduce"
     biggest = design_shape(16_183_000_000, "chinchilla")
@@ -111,8 +148,7 @@ def test_deepseek_table3(row):
     assert round(6 * n1 / m, decimals(r1)) == pytest.approx(r1)
     assert round(6 * n2 / m, decimals(r2)) == pytest.approx(r2)
     # the continuous model gives M = 72·l·d² + 12·l·d·seq exactly, and 6N1/M = 6d/(6d + seq)
-    counts = {"d_model": d, "n_layer": L, "seq_len": 4096, "vocab": 102400,
-              "non_embedding": 12.0 * L * d * d}
+    counts = {"d_model": d, "n_layer": L, "seq_len": 4096, "vocab": 102400, "non_embedding": 12.0 * L * d * d}
     exact = flops_per_token(counts, "deepseek")
     assert exact == 72 * L * d * d + 12 * L * d * 4096
     assert 6 * n1 / exact == pytest.approx(6 * d / (6 * d + 4096), rel=1e-14)
@@ -121,9 +157,24 @@ def test_deepseek_table3(row):
 
 # ---------------------------------------------------------------- Porian's 16 shapes
 
-PORIAN_N = [5_173_248, 7_503_872, 9_809_920, 15_597_568, 22_487_040, 28_672_000, 37_060_608,
-            57_384_960, 84_787_200, 108_462_080, 149_045_248, 220_872_704, 347_078_656,
-            455_311_360, 611_958_784, 901_726_208]  # docs/reference.md §5.3 [V]
+PORIAN_N = [
+    5_173_248,
+    7_503_872,
+    9_809_920,
+    15_597_568,
+    22_487_040,
+    28_672_000,
+    37_060_608,
+    57_384_960,
+    84_787_200,
+    108_462_080,
+    149_045_248,
+    220_872_704,
+    347_078_656,
+    455_311_360,
+    611_958_784,
+    901_726_208,
+]  # docs/reference.md §5.3 [V]
 
 
 @pytest.mark.parametrize("shape,N", list(zip(PORIAN_SHAPES, PORIAN_N)), ids=str)
@@ -138,7 +189,8 @@ def test_porian_counts(shape, N):
     # the head convention is 6N up to norm gains, which Porian's formula leaves out
     assert training_flops_per_token(arch, "head") == pytest.approx(6 * N, rel=2e-3)
     assert training_flops_per_token(arch, "attention") == pytest.approx(
-        6 * (n_params(arch, "head") + 2048 * d * L), rel=1e-12)
+        6 * (n_params(arch, "head") + 2048 * d * L), rel=1e-12
+    )
 
 
 # ---------------------------------------------------------------- Kaplan and known models
@@ -150,8 +202,7 @@ def test_kaplan_eq_2_1(L, d):
     assert gelu["attention"] + gelu["mlp"] == 12 * L * d * d
     swiglu = param_counts(Arch(n_layer=L, d_model=d, mlp="swiglu", d_ff=8 * d // 3))
     assert swiglu["attention"] + swiglu["mlp"] == 12 * L * d * d  # d divisible by 3 here
-    assert width_counts(d, ShapeRule(aspect_ratio=d / L))["non_embedding"] == pytest.approx(
-        12 * L * d * d, rel=1e-14)
+    assert width_counts(d, ShapeRule(aspect_ratio=d / L))["non_embedding"] == pytest.approx(12 * L * d * d, rel=1e-14)
     rms = Arch(n_layer=L, d_model=d, norm="rmsnorm")
     assert training_flops_per_token(rms, "kaplan") == 6 * (12 * L * d * d + (2 * L + 1) * d)
 
@@ -169,8 +220,7 @@ def test_kaplan_table1_forward_flops():
 
 
 def test_gpt2_small():
-    arch = Arch(n_layer=12, d_model=768, n_heads=12, vocab=50257, seq_len=1024, tied=True,
-                pos="learned", bias=True)
+    arch = Arch(n_layer=12, d_model=768, n_heads=12, vocab=50257, seq_len=1024, tied=True, pos="learned", bias=True)
     g = param_counts(arch)
     assert g["total"] == 124_439_808  # GPT-2 small, transformers num_parameters()
     assert g["total"] - 1024 * 768 == 123_653_376  # nanoGPT scaling_laws.ipynb gpt_params
@@ -182,18 +232,32 @@ def _write(tmp_path, cfg, name="config.json"):
     return path
 
 
-LLAMA3_8B = {"num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
-             "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
-             "max_position_embeddings": 8192, "tie_word_embeddings": False, "hidden_act": "silu",
-             "rms_norm_eps": 1e-5, "rope_theta": 500000.0}
+LLAMA3_8B = {
+    "num_hidden_layers": 32,
+    "hidden_size": 4096,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 14336,
+    "vocab_size": 128256,
+    "max_position_embeddings": 8192,
+    "tie_word_embeddings": False,
+    "hidden_act": "silu",
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+}
 
 
 def test_hf_llama3_and_mixtral(tmp_path):
     llama = from_hf_config(_write(tmp_path, LLAMA3_8B))
     assert param_counts(llama)["total"] == 8_030_261_248  # Llama 3 8B
     assert (llama.mlp, llama.kv_heads, llama.norm, llama.tied) == ("swiglu", 8, "rmsnorm", False)
-    mixtral = {**LLAMA3_8B, "vocab_size": 32000, "num_local_experts": 8, "num_experts_per_tok": 2,
-               "max_position_embeddings": 32768}
+    mixtral = {
+        **LLAMA3_8B,
+        "vocab_size": 32000,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+        "max_position_embeddings": 32768,
+    }
     g = param_counts(from_hf_config(_write(tmp_path, mixtral, "m.json")))
     assert g["total"] == 46_702_792_704  # Mixtral 8x7B "46.7B total"
     assert round(g["active"] / 1e9, 1) == 12.9  # "12.9B active"
@@ -219,24 +283,37 @@ def test_hf_errors(tmp_path):
 # ---------------------------------------------------------------- validation and registry
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(n_layer=0, d_model=768), "--n-layer must be at least 1"),
-    (dict(n_layer=2, d_model=1000, n_heads=12),
-     "--heads: 12 does not divide --d-model 1000; choose heads dividing d_model"),
-    (dict(n_layer=2, d_model=768, n_heads=12, kv_heads=5), "--kv-heads: 5 does not divide --heads 12"),
-    (dict(n_layer=2, d_model=768, experts=4, top_k=5), "--top-k: 5 is more than --experts 4"),
-    (dict(n_layer=2, d_model=768, mlp="relu"), "--mlp: unknown MLP type 'relu'"),
-    (dict(n_layer=2.5, d_model=768), "--n-layer must be a whole number"),
-    (dict(n_layer=2, d_model=768, vocab=0), "--vocab must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(n_layer=0, d_model=768), "--n-layer must be at least 1"),
+        (
+            dict(n_layer=2, d_model=1000, n_heads=12),
+            "--heads: 12 does not divide --d-model 1000; choose heads dividing d_model",
+        ),
+        (dict(n_layer=2, d_model=768, n_heads=12, kv_heads=5), "--kv-heads: 5 does not divide --heads 12"),
+        (dict(n_layer=2, d_model=768, experts=4, top_k=5), "--top-k: 5 is more than --experts 4"),
+        (dict(n_layer=2, d_model=768, mlp="relu"), "--mlp: unknown MLP type 'relu'"),
+        (dict(n_layer=2.5, d_model=768), "--n-layer must be a whole number"),
+        (dict(n_layer=2, d_model=768, vocab=0), "--vocab must be at least 1"),
+    ],
+)
 def test_arch_validation(kwargs, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
         Arch(**kwargs)
 
 
 def test_registry():
-    assert set(CONVENTIONS) == {"6nd", "kaplan", "head", "attention", "deepseek", "chinchilla-f",
-                                "chinchilla-f-a4", "llama3"}
+    assert set(CONVENTIONS) == {
+        "6nd",
+        "kaplan",
+        "head",
+        "attention",
+        "deepseek",
+        "chinchilla-f",
+        "chinchilla-f-a4",
+        "llama3",
+    }
     for name, c in CONVENTIONS.items():
         assert c.name == name and c.n_kind in N_KINDS and c.source
     assert [n for n, c in CONVENTIONS.items() if c.derived] == ["llama3"]
@@ -285,14 +362,18 @@ def test_width_for_params_speed_and_accuracy():
 
 
 log_N = st.floats(min_value=6.0, max_value=13.0)
-rules = st.builds(ShapeRule, aspect_ratio=st.floats(20, 200), vocab=st.integers(1000, 300_000),
-                  seq_len=st.sampled_from([512, 2048, 8192]))
+rules = st.builds(
+    ShapeRule,
+    aspect_ratio=st.floats(20, 200),
+    vocab=st.integers(1000, 300_000),
+    seq_len=st.sampled_from([512, 2048, 8192]),
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(log_N, st.sampled_from(N_KINDS), rules)
 def test_width_for_params_inverts(logn, kind, rule):
-    N = 10.0 ** logn
+    N = 10.0**logn
     d = width_for_params(N, kind, rule)
     assert width_counts(d, rule)[kind] == pytest.approx(N, rel=1e-12)
     back = convert_params(convert_params(N, kind, "non_embedding", rule), "non_embedding", kind, rule)
@@ -300,8 +381,7 @@ def test_width_for_params_inverts(logn, kind, rule):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(log_N, min_size=2, max_size=20, unique_by=lambda x: round(x, 6)),
-       st.sampled_from(N_KINDS), rules)
+@given(st.lists(log_N, min_size=2, max_size=20, unique_by=lambda x: round(x, 6)), st.sampled_from(N_KINDS), rules)
 def test_flops_monotone_in_N(logns, kind, rule):
     # exponents apart by more than rounding: 10**6.0 == 10**6.000000000000001 in floating point
     N = np.sort(10.0 ** np.asarray(logns))
@@ -314,7 +394,7 @@ def test_flops_monotone_in_N(logns, kind, rule):
 @settings(max_examples=40, deadline=None)
 @given(st.floats(7.0, 12.0), st.sampled_from(["aspect", "llama"]), st.sampled_from(N_KINDS))
 def test_design_shape_within_two_percent(logn, rule, kind):
-    N = 10.0 ** logn
+    N = 10.0**logn
     arch = design_shape(N, rule, n_kind=kind)
     assert abs(shape_deviation(arch, N, kind)) <= 0.02
     assert arch.d_model % arch.n_heads == 0 and arch.n_heads % arch.kv_heads == 0
@@ -329,14 +409,13 @@ def test_design_shape_aspect_near_target():
 
 
 def test_no_heavy_imports():
-    code = ("import scalecalc.flops, sys; "
-            "assert 'scipy' not in sys.modules and 'sympy' not in sys.modules")
+    code = "import scalecalc.flops, sys; assert 'scipy' not in sys.modules and 'sympy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_design_shape_small_non_embedding_regression():
     """Regression (hypothesis): N = 10**7.0625 non-embedding has no shape within 2% at widths
     within 2.5x of the aspect-ratio width; the search must widen to narrower, deeper shapes."""
-    N = 10 ** 7.0625
+    N = 10**7.0625
     arch = design_shape(N, "aspect", n_kind="non_embedding")
     assert abs(shape_deviation(arch, N, "non_embedding")) <= 0.02

@@ -57,9 +57,17 @@ def test_every_entry_is_dense_consistent_and_sourced():
 
 @pytest.mark.parametrize(
     "text, name",
-    [("h100", "h100-sxm"), ("H100 SXM", "h100-sxm"), ("h100_sxm5", "h100-sxm"),
-     ("A100", "a100-sxm-80gb"), ("4090", "rtx-4090"), ("RTX 4090", "rtx-4090"),
-     ("MI300X", "mi300x"), ("h100-pcie", "h100-pcie"), ("B200", "b200")],
+    [
+        ("h100", "h100-sxm"),
+        ("H100 SXM", "h100-sxm"),
+        ("h100_sxm5", "h100-sxm"),
+        ("A100", "a100-sxm-80gb"),
+        ("4090", "rtx-4090"),
+        ("RTX 4090", "rtx-4090"),
+        ("MI300X", "mi300x"),
+        ("h100-pcie", "h100-pcie"),
+        ("B200", "b200"),
+    ],
 )
 def test_get_gpu_aliases(text, name):
     assert hardware.get_gpu(text).name == name
@@ -94,12 +102,14 @@ def test_budget_from_gpu_hours_and_dollars():
 
 @pytest.mark.parametrize(
     "kwargs, flag",
-    [({"gpu_hours": 10, "mfu": 0}, "--mfu"),
-     ({"gpu_hours": 10, "mfu": 1.5}, "--mfu"),
-     ({"gpu_hours": -1}, "--gpu-hours"),
-     ({"usd": 10, "usd_per_gpu_hour": 0}, "--usd-per-gpu-hour"),
-     ({}, "--gpu-hours"),
-     ({"gpu_hours": 1, "usd": 1}, "--usd")],
+    [
+        ({"gpu_hours": 10, "mfu": 0}, "--mfu"),
+        ({"gpu_hours": 10, "mfu": 1.5}, "--mfu"),
+        ({"gpu_hours": -1}, "--gpu-hours"),
+        ({"usd": 10, "usd_per_gpu_hour": 0}, "--usd-per-gpu-hour"),
+        ({}, "--gpu-hours"),
+        ({"gpu_hours": 1, "usd": 1}, "--usd"),
+    ],
 )
 def test_budget_errors_name_the_option(kwargs, flag):
     with pytest.raises(UsageError, match=flag):
@@ -107,8 +117,7 @@ def test_budget_errors_name_the_option(kwargs, flag):
 
 
 def test_usd_budget_uses_the_catalog_price_and_errors_only_without_one():
-    assert hardware.budget_flops("h100", usd=2.99) == pytest.approx(
-        hardware.budget_flops("h100", gpu_hours=1.0))
+    assert hardware.budget_flops("h100", usd=2.99) == pytest.approx(hardware.budget_flops("h100", gpu_hours=1.0))
     with pytest.raises(UsageError, match="--usd-per-gpu-hour"):
         hardware.budget_flops("v100-sxm2", usd=1e6)
 

@@ -17,8 +17,12 @@ log_uniform = lambda lo, hi: st.floats(np.log10(lo), np.log10(hi)).map(lambda x:
 # Tolerances are half a unit of the last digit docs/reference.md prints.
 @pytest.mark.parametrize(
     "N, lr, lr_tol, seqs, seqs_tol",
-    [(1e7, 1.117e-2, 5e-6, 30.8, 0.05), (1e8, 4.88e-3, 5e-6, 156, 0.5),
-     (1e9, 2.13e-3, 5e-6, 786, 0.5), (1e10, 9.29e-4, 5e-7, 3965, 0.5)],
+    [
+        (1e7, 1.117e-2, 5e-6, 30.8, 0.05),
+        (1e8, 4.88e-3, 5e-6, 156, 0.5),
+        (1e9, 2.13e-3, 5e-6, 786, 0.5),
+        (1e10, 9.29e-4, 5e-7, 3965, 0.5),
+    ],
 )
 def test_porian_vectors(N, lr, lr_tol, seqs, seqs_tol):
     out = hparams.porian2024(N)
@@ -36,9 +40,7 @@ def test_porian_beta2_switches_at_128_sequences():
 
 
 # -- DeepSeek LLM (docs/reference.md §7, §10) ------------------------------------------------------------
-@pytest.mark.parametrize(
-    "C, eta, B", [(1e17, 2.338e-3, 1.062e5), (1e20, 9.86e-4, 1.017e6), (1e24, 3.118e-4, 2.069e7)]
-)
+@pytest.mark.parametrize("C, eta, B", [(1e17, 2.338e-3, 1.062e5), (1e20, 9.86e-4, 1.017e6), (1e24, 3.118e-4, 2.069e7)])
 def test_deepseek_vectors(C, eta, B):
     out = hparams.deepseek2024(C)
     assert out["peak_lr"] == pytest.approx(eta, rel=1e-3)

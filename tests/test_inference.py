@@ -71,8 +71,7 @@ def test_optimality_condition_of_the_reference_note():
     opt = inference.inference_optimal(EPOCH, loss, np.array([1e10, 1e12, 1e14]))
     eps_N = EPOCH["alpha"] * EPOCH["A"] / opt.params ** EPOCH["alpha"]
     eps_D = EPOCH["beta"] * EPOCH["B"] / opt.train_tokens ** EPOCH["beta"]
-    np.testing.assert_allclose(eps_N / eps_D, 1 + opt.inference_tokens / (3 * opt.train_tokens),
-                               rtol=1e-9)
+    np.testing.assert_allclose(eps_N / eps_D, 1 + opt.inference_tokens / (3 * opt.train_tokens), rtol=1e-9)
 
 
 @settings(max_examples=40, deadline=None)
@@ -106,8 +105,7 @@ def test_mfu_weighting_is_a_rescaled_inference_volume():
 
 def test_dollar_objective():
     loss = _loss(EPOCH, *_closed_form_optimum(EPOCH, 1e23))
-    opt = inference.inference_optimal(EPOCH, loss, 1e13, usd_per_flop_train=1e-18,
-                                      usd_per_flop_inference=3e-18)
+    opt = inference.inference_optimal(EPOCH, loss, 1e13, usd_per_flop_train=1e-18, usd_per_flop_inference=3e-18)
     assert opt.objective == "usd"
     assert opt.cost == pytest.approx(1e-18 * opt.train_flops + 3e-18 * opt.inference_flops)
     assert opt.params == pytest.approx(inference.inference_optimal(EPOCH, loss, 3e13).params, rel=1e-10)

@@ -23,9 +23,13 @@ runner = CliRunner()
 
 
 def _law(name: str) -> dict:
-    return {"name": name, "source": "test", "form": "chinchilla",
-            "loss": "E + A / N**alpha + B / D**beta",
-            "constants": {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.28}}
+    return {
+        "name": name,
+        "source": "test",
+        "form": "chinchilla",
+        "loss": "E + A / N**alpha + B / D**beta",
+        "constants": {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.28},
+    }
 
 
 @settings(max_examples=150, deadline=None)
@@ -63,8 +67,9 @@ def test_provenance_block_shape():
 
 def test_fit_writes_the_shared_provenance(tmp_path):
     law = tmp_path / "law.yaml"
-    res = runner.invoke(app, ["fit", EPOCH, "--grid", "coarse", "--bootstrap", "0", "-o", str(law),
-                              "--name", "epoch-refit", "--json"])
+    res = runner.invoke(
+        app, ["fit", EPOCH, "--grid", "coarse", "--bootstrap", "0", "-o", str(law), "--name", "epoch-refit", "--json"]
+    )
     assert res.exit_code == 0, res.stderr
     prov = yaml.safe_load(law.read_text())["provenance"]
     assert prov["tool"] == "scalecalc fit" and DATE.match(prov["date"])

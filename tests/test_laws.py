@@ -28,8 +28,18 @@ def _write(tmp_path, text, name="law.yaml"):
 
 def test_every_builtin_law_loads_and_cites_a_source():
     names = builtin_names()
-    assert {"kaplan2020", "hoffmann2022-a1", "hoffmann2022-a2", "hoffmann2022-a3", "hoffmann2022-a3-rounded",
-            "besiroglu2024", "llama3", "porian2024", "deepseek2024", "muennighoff2023"} <= set(names)
+    assert {
+        "kaplan2020",
+        "hoffmann2022-a1",
+        "hoffmann2022-a2",
+        "hoffmann2022-a3",
+        "hoffmann2022-a3-rounded",
+        "besiroglu2024",
+        "llama3",
+        "porian2024",
+        "deepseek2024",
+        "muennighoff2023",
+    } <= set(names)
     for name in names:
         law = load_law(name)
         assert law.source and law.flops
@@ -70,16 +80,19 @@ def test_unsafe_formulas_are_refused_with_file_and_line(tmp_path, line, where):
     assert "pwned" not in result.stdout + result.stderr.replace("echo pwned", "")
 
 
-@pytest.mark.parametrize("text,message", [
-    ("name: x\nloss: N\n", "source"),
-    (GOOD.replace("flops: 6nd", "flops: 7nd"), "unknown FLOP convention"),
-    (GOOD.replace("alpha: 0.35", "alpha: fast"), "not a number"),
-    (GOOD + "colour: blue\n", "unknown key 'colour'"),
-    (GOOD.replace("B / D**beta", "B / D**gamma"), "undefined name(s) gamma"),
-    ("name: x\nsource: y\nconstants: {}\n", "needs a loss"),
-    ("- just\n- a list\n", "mapping"),
-    ("name: x\nsource: [unclosed\n", "line"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("name: x\nloss: N\n", "source"),
+        (GOOD.replace("flops: 6nd", "flops: 7nd"), "unknown FLOP convention"),
+        (GOOD.replace("alpha: 0.35", "alpha: fast"), "not a number"),
+        (GOOD + "colour: blue\n", "unknown key 'colour'"),
+        (GOOD.replace("B / D**beta", "B / D**gamma"), "undefined name(s) gamma"),
+        ("name: x\nsource: y\nconstants: {}\n", "needs a loss"),
+        ("- just\n- a list\n", "mapping"),
+        ("name: x\nsource: [unclosed\n", "line"),
+    ],
+)
 def test_malformed_law_files(tmp_path, text, message):
     path = _write(tmp_path, text)
     with pytest.raises(LawFileError, match=None) as err:
@@ -95,8 +108,10 @@ def test_unknown_builtin_suggests_close_names():
 
 def test_bootstrap_replicates_give_intervals(tmp_path):
     rng = np.random.default_rng(0)
-    boot = {k: (v * (1 + 0.02 * rng.standard_normal(50))).tolist()
-            for k, v in {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}.items()}
+    boot = {
+        k: (v * (1 + 0.02 * rng.standard_normal(50))).tolist()
+        for k, v in {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}.items()
+    }
     import yaml
 
     data = yaml.safe_load(GOOD)
@@ -116,8 +131,19 @@ def test_definitions_needing_an_absent_variable_are_skipped(tmp_path):
     assert float(law.evaluate("critical_batch", L=2.0)) == pytest.approx(2e8 / 2.0**4.76)
 
 
-@pytest.mark.parametrize("value,text", [(7e10, "70B"), (1.4e12, "1.4T"), (999_950, "1M"), (999_949, "1M"), (998_000, "998K"),
-                                        (512, "512"), (175e6, "175M"), (0.5, "0.5")])
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (7e10, "70B"),
+        (1.4e12, "1.4T"),
+        (999_950, "1M"),
+        (999_949, "1M"),
+        (998_000, "998K"),
+        (512, "512"),
+        (175e6, "175M"),
+        (0.5, "0.5"),
+    ],
+)
 def test_counts_print_with_suffixes(value, text):
     from scalecalc.quantities import format_count
 
@@ -136,5 +162,8 @@ def test_compiled_builtins_match_their_yaml():
     for name in builtin_names():  # and each compiled law builds the same Law as its YAML file
         from_json = load_law(name)
         from_yaml = load_law(str(from_json.path))
-        assert (from_json.constants, from_json.flops, from_json.loss and from_json.loss.text) == \
-               (from_yaml.constants, from_yaml.flops, from_yaml.loss and from_yaml.loss.text)
+        assert (from_json.constants, from_json.flops, from_json.loss and from_json.loss.text) == (
+            from_yaml.constants,
+            from_yaml.flops,
+            from_yaml.loss and from_yaml.loss.text,
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from scalecalc import hardware
-from tests.helpers import run, run_row, run_rows
+from tests.helpers import run, run_row
 
 
 def test_every_plan_carries_shape_and_hyperparameters():
@@ -28,8 +28,9 @@ def test_shape_rules_hit_n_star(rule):
 
 
 def test_hardware_block_is_compute_over_throughput():
-    row = run_row("plan", "--compute", "5.76e23", "--gpu", "h100", "--gpus", "1024", "--mfu", "0.5",
-                   "--usd-per-gpu-hour", "2")
+    row = run_row(
+        "plan", "--compute", "5.76e23", "--gpu", "h100", "--gpus", "1024", "--mfu", "0.5", "--usd-per-gpu-hour", "2"
+    )
     hw = row["hardware"]
     peak = hardware.get_gpu("h100").peak_flops()
     gpu_hours = 5.76e23 / (peak * 0.5) / 3600

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +20,11 @@ def _plan(name, kind, values, **kw):
 
 
 @settings(max_examples=40, deadline=None)
-@given(log_c=st.lists(log_compute, min_size=1, max_size=8), law=st.sampled_from(LAWS),
-       flops=st.sampled_from([None] + CONVENTIONS))
+@given(
+    log_c=st.lists(log_compute, min_size=1, max_size=8),
+    law=st.sampled_from(LAWS),
+    flops=st.sampled_from([None] + CONVENTIONS),
+)
 def test_every_optimum_spends_its_budget(log_c, law, flops):
     c = 10.0 ** np.asarray(log_c)
     r = _plan(law, "compute", c, flops=flops)
@@ -30,8 +32,11 @@ def test_every_optimum_spends_its_budget(log_c, law, flops):
 
 
 @settings(max_examples=30, deadline=None)
-@given(log_c=st.lists(log_compute, min_size=2, max_size=10, unique_by=lambda x: round(x, 3)),
-       law=st.sampled_from(LAWS), flops=st.sampled_from([None, "6nd", "attention", "head"]))
+@given(
+    log_c=st.lists(log_compute, min_size=2, max_size=10, unique_by=lambda x: round(x, 3)),
+    law=st.sampled_from(LAWS),
+    flops=st.sampled_from([None, "6nd", "attention", "head"]),
+)
 def test_optimum_is_monotone_in_compute(log_c, law, flops):
     # budgets at least ~0.1% apart: the numeric optimum is exact to ~1e-9, not to one ulp of C
     c = np.sort(10.0 ** np.asarray(log_c))
@@ -53,7 +58,7 @@ def test_loss_falls_with_compute_and_stays_above_floor(log_c, law):
 @settings(max_examples=30, deadline=None)
 @given(log_c=log_compute, law=st.sampled_from(LAWS))
 def test_params_query_inverts_compute_query(log_c, law):
-    c = np.array([10.0 ** log_c])
+    c = np.array([10.0**log_c])
     forward = _plan(law, "compute", c)
     kind_value = forward.params if load_law(law).params_kind != "flops_per_token" else None
     if kind_value is None:  # DeepSeek plans on FLOPs/token: invert through tokens instead
@@ -65,9 +70,11 @@ def test_params_query_inverts_compute_query(log_c, law):
 
 
 @settings(max_examples=25, deadline=None)
-@given(log_c=st.lists(log_compute, min_size=1, max_size=5),
-       law=st.sampled_from(["besiroglu2024", "hoffmann2022-a3", "hoffmann2022-a3-rounded"]),
-       k=st.sampled_from(["6nd", "llama3"]))
+@given(
+    log_c=st.lists(log_compute, min_size=1, max_size=5),
+    law=st.sampled_from(["besiroglu2024", "hoffmann2022-a3", "hoffmann2022-a3-rounded"]),
+    k=st.sampled_from(["6nd", "llama3"]),
+)
 def test_numeric_optimum_matches_sympy_closed_form(log_c, law, k):
     """The numeric minimiser (used for every non-closed-form case) agrees with sympy's N*(C)."""
     from scalecalc import planner
@@ -85,7 +92,7 @@ def test_numeric_optimum_matches_sympy_closed_form(log_c, law, k):
 @settings(max_examples=25, deadline=None)
 @given(log_c=log_compute, ratio=st.floats(min_value=1.0, max_value=1000.0))
 def test_ratio_query_is_never_better_than_optimum(log_c, ratio):
-    r = _plan("besiroglu2024", "ratio", [10.0 ** log_c], tokens_per_param=ratio)
+    r = _plan("besiroglu2024", "ratio", [10.0**log_c], tokens_per_param=ratio)
     assert r.loss[0] >= r.loss_optimal[0] - 1e-12
     assert r.compute_overhead[0] >= 1.0 - 1e-6
 
@@ -112,7 +119,7 @@ def test_minimiser_keeps_an_exactly_stationary_point():
     from scalecalc import planner
     from scalecalc.symbolic import closed_form_params
 
-    c = np.array([10 ** 21.75])
+    c = np.array([10**21.75])
     model = planner._Model(load_law("hoffmann2022-a3"), Query("compute", c, flops="llama3"))
     numeric, _ = model._numeric_optimum(c, model.law.constants)
     np.testing.assert_allclose(numeric, closed_form_params(model.law.loss, model.law.constants, model.k, c), rtol=1e-9)

@@ -9,8 +9,17 @@ import pytest
 from tests.helpers import run_row, run_rows
 
 # Hoffmann et al. 2022 Table 3 (approach 1): (params, FLOPs). docs/reference.md §2.3.
-TABLE3 = [(400e6, 1.92e19), (1e9, 1.21e20), (10e9, 1.23e22), (67e9, 5.76e23), (175e9, 3.85e24),
-          (280e9, 9.90e24), (520e9, 3.43e25), (1e12, 1.27e26), (10e12, 1.30e28)]
+TABLE3 = [
+    (400e6, 1.92e19),
+    (1e9, 1.21e20),
+    (10e9, 1.23e22),
+    (67e9, 5.76e23),
+    (175e9, 3.85e24),
+    (280e9, 9.90e24),
+    (520e9, 3.43e25),
+    (1e12, 1.27e26),
+    (10e12, 1.30e28),
+]
 
 
 def test_llama3_at_3_8e25_gives_16_55T_tokens_and_402B_params():
@@ -63,8 +72,9 @@ def test_kaplan_4_68B_at_1e21_flops():
     assert row["params_kind"] == "non_embedding"
 
 
-@pytest.mark.parametrize("compute,m_opt,d_opt", [(1e17, 1.404e8, 7.123e8), (1e20, 5.251e9, 1.905e10),
-                                                  (1e24, 6.568e11, 1.523e12)])
+@pytest.mark.parametrize(
+    "compute,m_opt,d_opt", [(1e17, 1.404e8, 7.123e8), (1e20, 5.251e9, 1.905e10), (1e24, 6.568e11, 1.523e12)]
+)
 def test_deepseek_eq4(compute, m_opt, d_opt):
     row = run_row("plan", "--compute", str(compute), "--law", "deepseek2024")
     assert row["flops_per_token"] == pytest.approx(m_opt, rel=1e-3)  # M_opt, FLOPs/token
@@ -102,7 +112,9 @@ def test_loss_at_published_points():
 
     law = load_law("besiroglu2024")
     assert float(law.evaluate("loss", N=70e9, D=1.4e12)) == pytest.approx(1.9739, abs=1e-4)
-    assert float(load_law("hoffmann2022-a3-rounded").evaluate("loss", N=70e9, D=1.4e12)) == pytest.approx(1.9366, abs=1e-4)
+    assert float(load_law("hoffmann2022-a3-rounded").evaluate("loss", N=70e9, D=1.4e12)) == pytest.approx(
+        1.9366, abs=1e-4
+    )
     assert float(load_law("hoffmann2022-a3").evaluate("loss", N=1e9, D=20e9)) == pytest.approx(2.5307, abs=1e-4)
 
 

@@ -29,8 +29,11 @@ CHINCHILLA = parse("E + A / N**alpha + B / D**beta")
 KAPLAN_15 = parse("((Nc/N)**(alphaN/alphaD) + Dc/D)**alphaD")
 ROUNDED = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann eq. 10
 TEX = dict(  # docs/reference.md §2.2, TeX source (ln A, ln B, ln E given)
-    E=math.exp(0.5267228), A=math.exp(6.0073404), B=math.exp(6.0179186),
-    alpha=0.33917084, beta=0.2849083,
+    E=math.exp(0.5267228),
+    A=math.exp(6.0073404),
+    B=math.exp(6.0179186),
+    alpha=0.33917084,
+    beta=0.2849083,
 )
 EPOCH = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)  # Besiroglu et al. 2024
 KAPLAN_T2 = dict(alphaN=0.076, alphaD=0.103, Nc=6.4e13, Dc=1.8e13)  # Kaplan et al. 2020 Table 2
@@ -47,9 +50,7 @@ def stationary_N(constants: dict, C: float, k: float = 6.0) -> float:
     def gap(u):
         N = math.exp(u)
         D = C / (k * N)
-        return math.log(c["alpha"] * c["A"]) - c["alpha"] * u - math.log(c["beta"] * c["B"]) + c[
-            "beta"
-        ] * math.log(D)
+        return math.log(c["alpha"] * c["A"]) - c["alpha"] * u - math.log(c["beta"] * c["B"]) + c["beta"] * math.log(D)
 
     return math.exp(brentq(gap, 0.0, math.log(C), xtol=1e-14, rtol=1e-15))
 
@@ -117,8 +118,7 @@ def test_closed_form_is_the_minimum_along_the_budget(constants, C):
         N = math.exp(u)
         return CHINCHILLA(N=N, D=C / (6 * N), **constants)
 
-    best = minimize_scalar(along, bounds=(0.0, math.log(C / 6)), method="bounded",
-                           options={"xatol": 1e-9})
+    best = minimize_scalar(along, bounds=(0.0, math.log(C / 6)), method="bounded", options={"xatol": 1e-9})
     N = closed_form_params(CHINCHILLA, constants, 6, np.array([C]))[0]
     assert math.log(N) == pytest.approx(best.x, abs=1e-3)
     assert along(math.log(N)) <= best.fun + 1e-12
@@ -158,8 +158,7 @@ def test_kaplan_eq_1_5_has_a_closed_form():
         n = math.exp(u)
         return KAPLAN_15(N=n, D=C / (6 * n), **KAPLAN_T2)
 
-    best = minimize_scalar(along, bounds=(0.0, math.log(C / 6)), method="bounded",
-                           options={"xatol": 1e-9})
+    best = minimize_scalar(along, bounds=(0.0, math.log(C / 6)), method="bounded", options={"xatol": 1e-9})
     assert math.log(N) == pytest.approx(best.x, abs=1e-3)
 
 
@@ -249,19 +248,13 @@ def test_large_and_small_numbers_print_in_scientific_notation():
     rule = parse("Ne * (C / 8.64e19)**pN")
     # With C > 0 sympy distributes the power: 1.3e9 * 8.64e19**-0.73 = 3.63319e-6.
     assert f"{1.3e9 * 8.64e19**-0.73:.5e}" == "3.63319e-06"
-    assert render(rule, latex=True, constants={"Ne": 1.3e9, "pN": 0.73}) == (
-        r"3.63319 \cdot 10^{-6} C^{0.73}"
-    )
-    assert render(parse("x**p"), latex=True, constants={"x": 8.64e19}) == (
-        r"{\left(8.64 \cdot 10^{19}\right)}^{p}"
-    )
+    assert render(rule, latex=True, constants={"Ne": 1.3e9, "pN": 0.73}) == (r"3.63319 \cdot 10^{-6} C^{0.73}")
+    assert render(parse("x**p"), latex=True, constants={"x": 8.64e19}) == (r"{\left(8.64 \cdot 10^{19}\right)}^{p}")
 
 
 def test_rule_names_print_as_written():
     rule = parse("a - b * log(N)")
     constants = {"a": 0.003239, "b": 0.0001395}
-    assert render(rule, constants=constants, lhs="learning_rate") == (
-        "learning_rate = 0.003239 - 0.0001395⋅log(N)"
-    )
+    assert render(rule, constants=constants, lhs="learning_rate") == ("learning_rate = 0.003239 - 0.0001395⋅log(N)")
     assert render(rule, latex=True, lhs="learning_rate").startswith(r"\mathrm{learning\_rate} = ")
     assert render(rule, latex=True, lhs="B_crit").startswith("B_{crit} = ")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from scalecalc.errors import DataError, MissingDependency, MissingInput, UnknownName, UsageError
 
 try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
@@ -88,8 +89,9 @@ def _is_glob(text: str) -> bool:
 
 def _visible_files(folder: Path) -> list[Path]:
     """Regular files under ``folder``, recursively, sorted by relative path; hidden ones skipped."""
-    files = [p for p in folder.rglob("*")
-             if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts)]
+    files = [
+        p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts)
+    ]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -324,9 +326,17 @@ def load_corpus(
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomic(directory / "train.bin", tokens[: n - n_val].astype(dtype).tobytes())
     _write_atomic(directory / "val.bin", tokens[n - n_val :].astype(dtype).tobytes())
-    meta = {"version": CACHE_VERSION, "corpus_hash": digest, "tokenizer": tok_name, "vocab_size": vocab_size,
-            "dtype": np.dtype(dtype).name, "n_train": n - n_val, "n_val": n_val, "files": len(pairs),
-            "sources": list(sources_t)}
+    meta = {
+        "version": CACHE_VERSION,
+        "corpus_hash": digest,
+        "tokenizer": tok_name,
+        "vocab_size": vocab_size,
+        "dtype": np.dtype(dtype).name,
+        "n_train": n - n_val,
+        "n_val": n_val,
+        "files": len(pairs),
+        "sources": list(sources_t),
+    }
     # the sidecar is written last, so its presence means both arrays are complete
     _write_atomic(directory / "meta.json", json.dumps(meta, indent=2).encode())
     return _open_cache(directory, sources_t)
@@ -345,8 +355,9 @@ def _open_cache(directory: Path, sources: tuple[str, ...]) -> TokenData | None:
     val = np.memmap(directory / "val.bin", dtype=dtype, mode="r")
     if len(train) != meta["n_train"] or len(val) != meta["n_val"]:
         return None
-    return TokenData(train, val, meta["vocab_size"], meta["tokenizer"], meta["corpus_hash"],
-                     meta["n_train"], meta["n_val"], sources)
+    return TokenData(
+        train, val, meta["vocab_size"], meta["tokenizer"], meta["corpus_hash"], meta["n_train"], meta["n_val"], sources
+    )
 
 
 # --- batches ---------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ doubled for fp32), plus the fp32 logits and their gradient (``3 * b * s * vocab 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from scalecalc.calibration.recipe import RunConfig
 
@@ -73,8 +73,9 @@ def free_bytes(device: str) -> float | None:
         return None
 
 
-def choose_runs_per_device(runs: Sequence[RunConfig], device: str, *, precision: str = "auto",
-                           steps: int = 2) -> PackChoice:
+def choose_runs_per_device(
+    runs: Sequence[RunConfig], device: str, *, precision: str = "auto", steps: int = 2
+) -> PackChoice:
     """K for ``--runs-per-device auto``: the largest pack whose measured aggregate tokens/s beats
     the next smaller one by ``MIN_GAIN`` and whose estimated memory fits, timed on the group of
     same-shape runs with the most members (the largest such shape on ties)."""
@@ -96,14 +97,16 @@ def choose_runs_per_device(runs: Sequence[RunConfig], device: str, *, precision:
         if k > limit:
             break
         members = [group[i % len(group)] for i in range(k)]
-        measured[k] = k * tokens_per_step / time_packed_steps(members, device, steps=steps,
-                                                               precision=precision)
+        measured[k] = k * tokens_per_step / time_packed_steps(members, device, steps=steps, precision=precision)
         if k > 1 and measured[k] < MIN_GAIN * measured[best]:
             break
         best = k
-    reason = (f"{best} per device: aggregate {measured[best]:,.0f} tokens/s measured on "
-              f"{group[0].label()}" + (f" vs {measured[1]:,.0f} alone" if best > 1 else "")
-              + f"; memory allows {by_memory} ({per_run / 2**20:.0f} MiB per run est.)")
+    reason = (
+        f"{best} per device: aggregate {measured[best]:,.0f} tokens/s measured on "
+        f"{group[0].label()}"
+        + (f" vs {measured[1]:,.0f} alone" if best > 1 else "")
+        + f"; memory allows {by_memory} ({per_run / 2**20:.0f} MiB per run est.)"
+    )
     return PackChoice(best, reason, per_run, free, measured)
 
 
@@ -115,23 +118,33 @@ def pack_plan(runs: Sequence[RunConfig], k: int) -> list[list[RunConfig]]:
     left, packs = list(runs), []
     while left:
         first = left.pop(0)
-        pack = [first] + [c for c in left if pack_key(c) == pack_key(first)][:k - 1]
+        pack = [first] + [c for c in left if pack_key(c) == pack_key(first)][: k - 1]
         left = [c for c in left if c not in pack]
         packs.append(pack)
     return packs
 
 
-def dry_run(recipe, *, device: str = "auto", runs_per_device: int | str = 1,
-            precision: str = "auto", out_dir=None, data=None, tokenizer=None,
-            threads: int | None = None, measure_steps: int = 2) -> DryRun:
+def dry_run(
+    recipe,
+    *,
+    device: str = "auto",
+    runs_per_device: int | str = 1,
+    precision: str = "auto",
+    out_dir=None,
+    data=None,
+    tokenizer=None,
+    threads: int | None = None,
+    measure_steps: int = 2,
+) -> DryRun:
     """The dry run of ``recipe`` on ``device``: rows, packing choice and plan, estimated time."""
     from scalecalc.calibration import sweep
     from scalecalc.calibration.packed import autocast_for, time_packed_steps
 
     autocast_for("cpu", precision)  # an unknown precision fails before anything is measured
     dev = sweep.resolve_device(device)
-    rows = sweep.plan_sweep(recipe, device=dev, out_dir=out_dir, data=data, tokenizer=tokenizer,
-                            threads=threads, measure=False)
+    rows = sweep.plan_sweep(
+        recipe, device=dev, out_dir=out_dir, data=data, tokenizer=tokenizer, threads=threads, measure=False
+    )
     if data is not None or tokenizer is not None:
         recipe = recipe.with_overrides(data=list(data) if data else None, tokenizer=tokenizer)
     runs = recipe.runs()

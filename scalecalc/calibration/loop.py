@@ -24,16 +24,17 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from scalecalc.calibration.recipe import RunConfig
-from scalecalc.errors import MissingDependency
-from scalecalc.calibration.store import Point
+
 from scalecalc.calibration import data as data_mod
 from scalecalc.calibration.model import GPT, GPTConfig
+from scalecalc.calibration.recipe import RunConfig
+from scalecalc.calibration.store import Point
+from scalecalc.errors import MissingDependency
 
 try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
     import torch
@@ -103,8 +104,12 @@ def autodetect_device() -> str:
 def versions() -> dict:
     from scalecalc import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "scalecalc": __version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scalecalc": __version__,
+    }
 
 
 def get_lr(step: int, cfg: RunConfig, warmup_steps: int, max_steps: int) -> float:
@@ -144,9 +149,19 @@ def train_step(model, optimizer, x, y, *, grad_clip: float, autocast) -> torch.T
     return loss.detach()
 
 
-def train_steps(model, optimizer, tokens, *, batch_size: int, seq_len: int, steps: int,
-                rng: np.random.Generator, device: str = "cpu", grad_clip: float = 1.0,
-                lr: float | None = None) -> tuple[list[float], float]:
+def train_steps(
+    model,
+    optimizer,
+    tokens,
+    *,
+    batch_size: int,
+    seq_len: int,
+    steps: int,
+    rng: np.random.Generator,
+    device: str = "cpu",
+    grad_clip: float = 1.0,
+    lr: float | None = None,
+) -> tuple[list[float], float]:
     """``steps`` plain training steps on random windows of ``tokens``; returns (losses, seconds).
 
     The throughput benchmark (``bench/train_throughput.py``) and ``calibrate run --dry-run`` use
@@ -172,11 +187,15 @@ def check_data(data, cfg: RunConfig) -> None:
     from scalecalc.errors import DataError
 
     if len(data.train) <= cfg.seq_len + 1:
-        raise DataError(f"--data: the corpus has {len(data.train)} training tokens, fewer than "
-                        f"one sequence of {cfg.seq_len}; give more text or a shorter seq_len")
+        raise DataError(
+            f"--data: the corpus has {len(data.train)} training tokens, fewer than "
+            f"one sequence of {cfg.seq_len}; give more text or a shorter seq_len"
+        )
     if data.vocab_size > cfg.vocab_size:
-        raise DataError(f"--tokenizer: the corpus uses {data.vocab_size} token ids but the run's "
-                        f"vocab_size is {cfg.vocab_size}; set vocab_size or the tokenizer to match")
+        raise DataError(
+            f"--tokenizer: the corpus uses {data.vocab_size} token ids but the run's "
+            f"vocab_size is {cfg.vocab_size}; set vocab_size or the tokenizer to match"
+        )
 
 
 def build_model(cfg: RunConfig, device: str = "cpu") -> GPT:
@@ -199,18 +218,32 @@ def accounting(model: GPT, convention: str = "6nd") -> tuple[dict, dict]:
 
 
 def resolved_config(cfg: RunConfig, params: dict, fpt: dict) -> dict:
-    """The stored config: the RunConfig plus its resolved horizon (docs/architecture.md, "One calibration, end to end")."""
+    """The stored config: the RunConfig plus its resolved horizon (docs/architecture.md, "One
+    calibration, end to end")."""
     h = cfg.horizon(params["total"], fpt[cfg.flops_convention])
-    return {**cfg.to_dict(), "max_steps": h.max_steps, "warmup_steps": h.warmup_steps,
-            "tokens_budget": h.tokens, "flops_budget": cfg.budget_amount
-            if cfg.budget_kind == "flops" else None, "n_params": params["total"]}
+    return {
+        **cfg.to_dict(),
+        "max_steps": h.max_steps,
+        "warmup_steps": h.warmup_steps,
+        "tokens_budget": h.tokens,
+        "flops_budget": cfg.budget_amount if cfg.budget_kind == "flops" else None,
+        "n_params": params["total"],
+    }
 
 
-def train_run(cfg: RunConfig, data, *, store=None, checkpoint_dir: str | Path | None = None,
-              device: str = "cpu", progress: Callable[[dict], None] | None = None,
-              compile: bool = False, stop: Callable[[], bool] | None = None,
-              checkpoint_every_s: float = CHECKPOINT_EVERY_S,
-              checkpoint_every_steps: int | None = None) -> RunResult:
+def train_run(
+    cfg: RunConfig,
+    data,
+    *,
+    store=None,
+    checkpoint_dir: str | Path | None = None,
+    device: str = "cpu",
+    progress: Callable[[dict], None] | None = None,
+    compile: bool = False,
+    stop: Callable[[], bool] | None = None,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    checkpoint_every_steps: int | None = None,
+) -> RunResult:
     """Train one run of a sweep and return its record.
 
     Parameters
@@ -244,25 +277,41 @@ def train_run(cfg: RunConfig, data, *, store=None, checkpoint_dir: str | Path | 
     max_steps, warmup_steps, tps = h.max_steps, h.warmup_steps, h.tokens_per_step
     flops_per_step = fpt[cfg.flops_convention] * tps  # FLOPs, one optimizer step
     check_data(data, cfg)
-    optimizer = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay,
-                                          device_type)
+    optimizer = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, device_type)
     rng = np.random.default_rng(cfg.seed)  # training windows
     eval_batches = _eval_batches(data, cfg, device)
     eval_at = set(cfg.eval_steps(max_steps))
     autocast = _autocast(device)
     step_model = torch.compile(model) if compile else model
     if store is not None:
-        store.set_run_info(cfg.run_id, device=device, versions=versions(),
-                           corpus_hash=getattr(data, "corpus_hash", None), params=params,
-                           flops_per_token=fpt, config=resolved_config(cfg, params, fpt))
+        store.set_run_info(
+            cfg.run_id,
+            device=device,
+            versions=versions(),
+            corpus_hash=getattr(data, "corpus_hash", None),
+            params=params,
+            flops_per_token=fpt,
+            config=resolved_config(cfg, params, fpt),
+        )
     ckpt = _Checkpoint(checkpoint_dir, cfg.run_id) if checkpoint_dir else None
     state = {"step": 0, "wall": 0.0, "loss_sum": 0.0, "loss_n": 0, "initial": None}
     if ckpt is not None and ckpt.exists():
         state = ckpt.load(model, optimizer, rng)
         if store is not None:
             store.truncate_points_after(cfg.run_id, state["step"])
-    _report(progress, "start", cfg, state["step"], max_steps, N=N, D=h.tokens, C=h.flops,
-            tokens_per_param=h.tokens_per_param, warmup_steps=warmup_steps, resumed=state["step"])
+    _report(
+        progress,
+        "start",
+        cfg,
+        state["step"],
+        max_steps,
+        N=N,
+        D=h.tokens,
+        C=h.flops,
+        tokens_per_param=h.tokens_per_param,
+        warmup_steps=warmup_steps,
+        resumed=state["step"],
+    )
 
     # -- loop ---------------------------------------------------------------------------------
     last_ckpt, last_report, val_loss, error = time.monotonic(), 0.0, None, None
@@ -281,17 +330,27 @@ def train_run(cfg: RunConfig, data, *, store=None, checkpoint_dir: str | Path | 
                 if state["initial"] is None:
                     state["initial"] = val_loss
                 if store is not None:
-                    store.add_points([Point(cfg.run_id, step, step * tps, step * flops_per_step,
-                                            train_loss, val_loss, get_lr(max(step - 1, 0), cfg,
-                                            warmup_steps, max_steps), wall)])
+                    store.add_points(
+                        [
+                            Point(
+                                cfg.run_id,
+                                step,
+                                step * tps,
+                                step * flops_per_step,
+                                train_loss,
+                                val_loss,
+                                get_lr(max(step - 1, 0), cfg, warmup_steps, max_steps),
+                                wall,
+                            )
+                        ]
+                    )
                 _check_divergence(val_loss, step, warmup_steps, state["initial"], cfg.vocab_size)
             if step >= max_steps:
                 break
             if stop is not None and stop():
                 if ckpt is not None:
                     ckpt.save(model, optimizer, rng, {**state, "step": step, "wall": wall})
-                return _result(cfg, "interrupted", params, N, step, tps, flops_per_step,
-                               val_loss, wall, device)
+                return _result(cfg, "interrupted", params, N, step, tps, flops_per_step, val_loss, wall, device)
             if ckpt is not None and (
                 time.monotonic() - last_ckpt > checkpoint_every_s
                 or (checkpoint_every_steps and step % checkpoint_every_steps == 0 and step)
@@ -302,8 +361,7 @@ def train_run(cfg: RunConfig, data, *, store=None, checkpoint_dir: str | Path | 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = _batch(data.train, cfg.batch_size, cfg.seq_len, rng, device)
-            loss = float(train_step(step_model, optimizer, x, y, grad_clip=cfg.grad_clip,
-                                    autocast=autocast))
+            loss = float(train_step(step_model, optimizer, x, y, grad_clip=cfg.grad_clip, autocast=autocast))
             step += 1
             state["loss_sum"] += loss
             state["loss_n"] += 1
@@ -312,19 +370,28 @@ def train_run(cfg: RunConfig, data, *, store=None, checkpoint_dir: str | Path | 
                 last_report = time.monotonic()
                 wall = seg_wall + time.perf_counter() - seg_t0
                 done_tokens = (step - state["step"]) * tps
-                _report(progress, "step", cfg, step, max_steps, loss=loss, val_loss=val_loss,
-                        lr=lr, tokens_per_s=done_tokens / max(wall - state["wall"], 1e-9))
+                _report(
+                    progress,
+                    "step",
+                    cfg,
+                    step,
+                    max_steps,
+                    loss=loss,
+                    val_loss=val_loss,
+                    lr=lr,
+                    tokens_per_s=done_tokens / max(wall - state["wall"], 1e-9),
+                )
     except Diverged as exc:
         error = str(exc)
         wall = seg_wall + time.perf_counter() - seg_t0
         if store is not None and step not in eval_at:  # keep the exploding point on the curve
-            store.add_points([Point(cfg.run_id, step, step * tps, step * flops_per_step,
-                                    _finite_or_none(loss), None, lr, wall)])
+            store.add_points(
+                [Point(cfg.run_id, step, step * tps, step * flops_per_step, _finite_or_none(loss), None, lr, wall)]
+            )
         if ckpt is not None:
             ckpt.remove()
         _report(progress, "end", cfg, step, max_steps, status="diverged", error=error)
-        return _result(cfg, "diverged", params, N, step, tps, flops_per_step, None, wall,
-                       device, error)
+        return _result(cfg, "diverged", params, N, step, tps, flops_per_step, None, wall, device, error)
 
     # -- final eval done at step == max_steps above; clean up ---------------------------------
     if ckpt is not None:
@@ -337,18 +404,27 @@ def train_run(cfg: RunConfig, data, *, store=None, checkpoint_dir: str | Path | 
 # helpers
 
 
-def _result(cfg, status, params, N, step, tps, flops_per_step, final_loss, wall, device,
-            error=None) -> RunResult:
-    return RunResult(cfg.run_id, status, params, N, float(step * tps), float(step * flops_per_step),
-                     final_loss, step, wall, device, error)
+def _result(cfg, status, params, N, step, tps, flops_per_step, final_loss, wall, device, error=None) -> RunResult:
+    return RunResult(
+        cfg.run_id,
+        status,
+        params,
+        N,
+        float(step * tps),
+        float(step * flops_per_step),
+        final_loss,
+        step,
+        wall,
+        device,
+        error,
+    )
 
 
 def _finite_or_none(x):
     return x if x is not None and math.isfinite(x) else None
 
 
-def _check_divergence(loss: float, step: int, warmup_steps: int, initial: float | None,
-                      vocab_size: int) -> None:
+def _check_divergence(loss: float, step: int, warmup_steps: int, initial: float | None, vocab_size: int) -> None:
     """NaN/inf at any step; after warmup, a loss above 1.5x the initial loss or above
     ln(vocab) + 3 nats (far worse than a uniform guess) means the run blew up."""
     if not math.isfinite(loss):
@@ -359,8 +435,9 @@ def _check_divergence(loss: float, step: int, warmup_steps: int, initial: float 
     if initial is not None:
         ceiling = min(ceiling, 1.5 * initial)
     if loss > ceiling:
-        raise Diverged(f"loss {loss:.3g} exceeded {ceiling:.3g} nats at step {step} (after "
-                       f"warmup); lower the learning rate")
+        raise Diverged(
+            f"loss {loss:.3g} exceeded {ceiling:.3g} nats at step {step} (after warmup); lower the learning rate"
+        )
 
 
 def _autocast(device: str):
@@ -386,8 +463,7 @@ def _batch(tokens, batch_size: int, seq_len: int, rng, device: str):
 
 def _eval_batches(data, cfg: RunConfig, device: str) -> list:
     """The same validation windows for every run (seeded by EVAL_SEED, not the run seed)."""
-    batches = data_mod.fixed_eval_batches(data.val, EVAL_SEQS, cfg.seq_len, cfg.eval_batches,
-                                          seed=EVAL_SEED)
+    batches = data_mod.fixed_eval_batches(data.val, EVAL_SEQS, cfg.seq_len, cfg.eval_batches, seed=EVAL_SEED)
     return [(torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)) for x, y in batches]
 
 
@@ -405,9 +481,9 @@ def _evaluate(model, batches, autocast) -> float:
 
 def _report(progress, event: str, cfg: RunConfig, step: int, max_steps: int, **fields) -> None:
     if progress is not None:
-        progress({"event": event, "run_id": cfg.run_id, "label": cfg.label(), "step": step,
-                  "max_steps": max_steps, **fields})
-
+        progress(
+            {"event": event, "run_id": cfg.run_id, "label": cfg.label(), "step": step, "max_steps": max_steps, **fields}
+        )
 
 
 def _atomic_write(path, mode: str, write) -> None:
@@ -418,6 +494,7 @@ def _atomic_write(path, mode: str, write) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
 
 class _Checkpoint:
     """``<dir>/<run_id>.pt`` (model, optimizer, RNG states, step, running sums) and a JSON
@@ -433,10 +510,14 @@ class _Checkpoint:
 
     def save(self, model, optimizer, rng: np.random.Generator, state: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "state": state}
+        blob = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "numpy_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "state": state,
+        }
         _atomic_write(self.path, "wb", lambda f: torch.save(blob, f))
         meta = {"step": state["step"], "wall_time": state["wall"], "saved": time.time()}
         _atomic_write(self.sidecar, "w", lambda f: json.dump(meta, f))

@@ -29,8 +29,8 @@ import inspect
 import math
 from dataclasses import dataclass
 
-from scalecalc.errors import MissingDependency, UnknownName, UsageError
 from scalecalc.calibration.recipe import POSITIONS, RunConfig
+from scalecalc.errors import MissingDependency, UnknownName, UsageError
 from scalecalc.flops import MLPS, NORMS, Arch, param_counts, swiglu_ffn, training_flops_per_token
 
 try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
@@ -207,9 +207,21 @@ class GPT(nn.Module):
         """This model as a :class:`scalecalc.flops.Arch` (the shape every convention reads)."""
         c = self.config
         return Arch(
-            n_layer=c.n_layer, d_model=c.d_model, n_heads=c.n_head, kv_heads=c.n_head,
-            head_dim=c.head_dim, d_ff=c.d_ff, vocab=c.vocab_size, seq_len=c.seq_len,
-            mlp=c.mlp, tied=c.tied, experts=1, top_k=1, pos=c.pos, norm=c.norm, bias=c.bias,
+            n_layer=c.n_layer,
+            d_model=c.d_model,
+            n_heads=c.n_head,
+            kv_heads=c.n_head,
+            head_dim=c.head_dim,
+            d_ff=c.d_ff,
+            vocab=c.vocab_size,
+            seq_len=c.seq_len,
+            mlp=c.mlp,
+            tied=c.tied,
+            experts=1,
+            top_k=1,
+            pos=c.pos,
+            norm=c.norm,
+            bias=c.bias,
         )
 
     def param_counts(self) -> dict:

@@ -29,13 +29,14 @@ import copy
 import inspect
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
+
+from scalecalc.calibration import loop
 from scalecalc.calibration.recipe import RunConfig
 from scalecalc.calibration.store import Point
-from scalecalc.calibration import loop
 from scalecalc.errors import MissingDependency, UsageError
 
 try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
@@ -92,12 +93,20 @@ class _Member:
     result: loop.RunResult | None = None
 
 
-def train_group(configs: Sequence[RunConfig], data, *, store=None, checkpoint_dir=None,
-                device: str = "cpu", precision: str = "auto", fused: bool | None = None,
-                progress: Callable[[dict], None] | None = None,
-                stop: Callable[[], bool] | None = None,
-                checkpoint_every_s: float = loop.CHECKPOINT_EVERY_S,
-                checkpoint_every_steps: int | None = None) -> list[loop.RunResult]:
+def train_group(
+    configs: Sequence[RunConfig],
+    data,
+    *,
+    store=None,
+    checkpoint_dir=None,
+    device: str = "cpu",
+    precision: str = "auto",
+    fused: bool | None = None,
+    progress: Callable[[dict], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    checkpoint_every_s: float = loop.CHECKPOINT_EVERY_S,
+    checkpoint_every_steps: int | None = None,
+) -> list[loop.RunResult]:
     """Train ``configs`` (runs of one :func:`pack_key`) together; one RunResult each, in order.
 
     Parameters
@@ -133,10 +142,20 @@ def train_group(configs: Sequence[RunConfig], data, *, store=None, checkpoint_di
 
     batched_logits = _batched_logits(base, buffers)
     for m in members:
-        loop._report(progress, "start", m.cfg, m.step, m.max_steps, N=m.N,
-                     D=m.max_steps * m.tps, C=m.max_steps * m.flops_per_step,
-                     tokens_per_param=m.max_steps * m.tps / m.N, warmup_steps=m.warmup_steps,
-                     resumed=m.step, pack=len(members))
+        loop._report(
+            progress,
+            "start",
+            m.cfg,
+            m.step,
+            m.max_steps,
+            N=m.N,
+            D=m.max_steps * m.tps,
+            C=m.max_steps * m.flops_per_step,
+            tokens_per_param=m.max_steps * m.tps / m.N,
+            warmup_steps=m.warmup_steps,
+            resumed=m.step,
+            pack=len(members),
+        )
     seg_t0 = time.perf_counter()
     last_ckpt, last_report = time.monotonic(), 0.0
     while True:
@@ -156,9 +175,18 @@ def train_group(configs: Sequence[RunConfig], data, *, store=None, checkpoint_di
         if stop is not None and stop():
             for m in active:
                 _save(m, m.state["wall"] + wall)
-                m.result = loop._result(m.cfg, "interrupted", m.params_count, m.N, m.step,
-                                        m.tps, m.flops_per_step, m.val_loss,
-                                        m.state["wall"] + wall, device)
+                m.result = loop._result(
+                    m.cfg,
+                    "interrupted",
+                    m.params_count,
+                    m.N,
+                    m.step,
+                    m.tps,
+                    m.flops_per_step,
+                    m.val_loss,
+                    m.state["wall"] + wall,
+                    device,
+                )
             break
         due = checkpoint_every_steps and active[0].step % checkpoint_every_steps == 0
         if time.monotonic() - last_ckpt > checkpoint_every_s or (due and active[0].step):
@@ -172,24 +200,30 @@ def train_group(configs: Sequence[RunConfig], data, *, store=None, checkpoint_di
             m.state["loss_sum"] += loss
             m.state["loss_n"] += 1
             try:
-                loop._check_divergence(loss, m.step, m.warmup_steps, m.state["initial"],
-                                       m.cfg.vocab_size)
+                loop._check_divergence(loss, m.step, m.warmup_steps, m.state["initial"], m.cfg.vocab_size)
             except loop.Diverged as exc:
-                _diverge(m, str(exc), store, m.state["wall"] + time.perf_counter() - seg_t0,
-                         device, progress)
+                _diverge(m, str(exc), store, m.state["wall"] + time.perf_counter() - seg_t0, device, progress)
         if progress is not None and time.monotonic() - last_report > 0.5:
             last_report = time.monotonic()
             wall = time.perf_counter() - seg_t0
             for m in _active(members):  # tokens/s of one member; the pack's is K times it
-                loop._report(progress, "step", m.cfg, m.step, m.max_steps, loss=m.loss,
-                             val_loss=m.val_loss, lr=m.lr, pack=len(members),
-                             tokens_per_s=(m.step - m.state["step"]) * m.tps / max(wall, 1e-9))
+                loop._report(
+                    progress,
+                    "step",
+                    m.cfg,
+                    m.step,
+                    m.max_steps,
+                    loss=m.loss,
+                    val_loss=m.val_loss,
+                    lr=m.lr,
+                    pack=len(members),
+                    tokens_per_s=(m.step - m.state["step"]) * m.tps / max(wall, 1e-9),
+                )
     for m in members:
         if m.result.status != "interrupted" and m.ckpt is not None:
             m.ckpt.remove()
         if m.result.status == "done":
-            loop._report(progress, "end", m.cfg, m.step, m.max_steps, status="done",
-                         val_loss=m.val_loss)
+            loop._report(progress, "end", m.cfg, m.step, m.max_steps, status="done", val_loss=m.val_loss)
     return [m.result for m in members]
 
 
@@ -204,10 +238,15 @@ def _member(cfg: RunConfig, data, store, checkpoint_dir, device: str, fused) -> 
     loop.check_data(data, cfg)
     optimizer = _optimizer(model, cfg, device_type, fused)
     if store is not None:
-        store.set_run_info(cfg.run_id, device=device, versions=loop.versions(),
-                           corpus_hash=getattr(data, "corpus_hash", None), params=params_count,
-                           flops_per_token=fpt,
-                           config=loop.resolved_config(cfg, params_count, fpt))
+        store.set_run_info(
+            cfg.run_id,
+            device=device,
+            versions=loop.versions(),
+            corpus_hash=getattr(data, "corpus_hash", None),
+            params=params_count,
+            flops_per_token=fpt,
+            config=loop.resolved_config(cfg, params_count, fpt),
+        )
     rng = np.random.default_rng(cfg.seed)
     ckpt = loop._Checkpoint(checkpoint_dir, cfg.run_id) if checkpoint_dir else None
     state = {"step": 0, "wall": 0.0, "loss_sum": 0.0, "loss_n": 0, "initial": None}
@@ -215,22 +254,33 @@ def _member(cfg: RunConfig, data, store, checkpoint_dir, device: str, fused) -> 
         state = ckpt.load(model, optimizer, rng)
         if store is not None:
             store.truncate_points_after(cfg.run_id, state["step"])
-    return _Member(cfg, model, list(model.parameters()), optimizer, rng,
-                   loop._eval_batches(data, cfg, device), set(cfg.eval_steps(h.max_steps)),
-                   h.max_steps, h.warmup_steps, h.tokens_per_step,
-                   fpt[cfg.flops_convention] * h.tokens_per_step, params_count, N, ckpt, state,
-                   step=state["step"])
+    return _Member(
+        cfg,
+        model,
+        list(model.parameters()),
+        optimizer,
+        rng,
+        loop._eval_batches(data, cfg, device),
+        set(cfg.eval_steps(h.max_steps)),
+        h.max_steps,
+        h.warmup_steps,
+        h.tokens_per_step,
+        fpt[cfg.flops_convention] * h.tokens_per_step,
+        params_count,
+        N,
+        ckpt,
+        state,
+        step=state["step"],
+    )
 
 
 def _optimizer(model, cfg: RunConfig, device_type: str, fused: bool | None):
     """The run's AdamW (:meth:`GPT.configure_optimizer`), with ``fused`` overridable so the
     CUDA setting (fused=True) is also tested on CPU, where torch >= 2.4 implements it."""
-    opt = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay,
-                                    device_type)
+    opt = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, device_type)
     if fused is None or "fused" not in inspect.signature(torch.optim.AdamW).parameters:
         return opt
-    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]}
-              for g in opt.param_groups]
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=bool(fused))
 
 
@@ -263,7 +313,8 @@ def _packed_step(active: list[_Member], names, batched_logits, data, cfg0, devic
         # log_softmax is several times slower on CPU); then each member's mean, as GPT.forward
         vocab = logits.size(-1)
         per_token = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, vocab).float(), torch.stack(ys).reshape(-1), reduction="none")
+            logits.reshape(-1, vocab).float(), torch.stack(ys).reshape(-1), reduction="none"
+        )
         losses = per_token.view(len(active), -1).mean(dim=1)
     losses.sum().backward()  # members are independent: d(sum)/d(member) = d(member loss)
     for m in active:
@@ -287,32 +338,53 @@ def _eval_if_due(m: _Member, autocast, store, wall: float) -> None:
     if m.state["initial"] is None:
         m.state["initial"] = m.val_loss
     if store is not None:
-        store.add_points([Point(m.cfg.run_id, m.step, m.step * m.tps, m.step * m.flops_per_step,
-                                train_loss, m.val_loss,
-                                loop.get_lr(max(m.step - 1, 0), m.cfg, m.warmup_steps,
-                                            m.max_steps), wall)])
-    loop._check_divergence(m.val_loss, m.step, m.warmup_steps, m.state["initial"],
-                           m.cfg.vocab_size)
+        store.add_points(
+            [
+                Point(
+                    m.cfg.run_id,
+                    m.step,
+                    m.step * m.tps,
+                    m.step * m.flops_per_step,
+                    train_loss,
+                    m.val_loss,
+                    loop.get_lr(max(m.step - 1, 0), m.cfg, m.warmup_steps, m.max_steps),
+                    wall,
+                )
+            ]
+        )
+    loop._check_divergence(m.val_loss, m.step, m.warmup_steps, m.state["initial"], m.cfg.vocab_size)
 
 
 def _diverge(m: _Member, error: str, store, wall: float, device: str, progress) -> None:
     """Mark one member diverged (it leaves the pack) and keep its exploding point."""
     if store is not None and m.step not in m.eval_at:
-        store.add_points([Point(m.cfg.run_id, m.step, m.step * m.tps, m.step * m.flops_per_step,
-                                loop._finite_or_none(m.loss), None, m.lr, wall)])
+        store.add_points(
+            [
+                Point(
+                    m.cfg.run_id,
+                    m.step,
+                    m.step * m.tps,
+                    m.step * m.flops_per_step,
+                    loop._finite_or_none(m.loss),
+                    None,
+                    m.lr,
+                    wall,
+                )
+            ]
+        )
     m.result = _finish(m, "diverged", wall, device, error)
     loop._report(progress, "end", m.cfg, m.step, m.max_steps, status="diverged", error=error)
 
 
 def _finish(m: _Member, status: str, wall: float, device: str, error) -> loop.RunResult:
     final = m.val_loss if status == "done" else None
-    return loop._result(m.cfg, status, m.params_count, m.N, m.step, m.tps, m.flops_per_step,
-                        final, wall, device, error)
+    return loop._result(m.cfg, status, m.params_count, m.N, m.step, m.tps, m.flops_per_step, final, wall, device, error)
 
 
 def _save(m: _Member, wall: float) -> None:
     if m.ckpt is not None:
         m.ckpt.save(m.model, m.optimizer, m.rng, {**m.state, "step": m.step, "wall": wall})
+
 
 # -- what an executor needs around train_group ----------------------------------------------
 
@@ -326,9 +398,11 @@ def claim_group(store, worker: str, first, ids: Sequence[str], k: int) -> list:
     """
     key = pack_key(RunConfig.from_dict(first.config))
     wanted = set(ids) - {first.id}
-    mates = [r.id for r in store.runs() if r.id in wanted
-             and r.status in ("queued", "running")
-             and pack_key(RunConfig.from_dict(r.config)) == key]
+    mates = [
+        r.id
+        for r in store.runs()
+        if r.id in wanted and r.status in ("queued", "running") and pack_key(RunConfig.from_dict(r.config)) == key
+    ]
     group = [first]
     while len(group) < k and mates:
         record = store.claim_next(worker, only=mates)
@@ -339,8 +413,14 @@ def claim_group(store, worker: str, first, ids: Sequence[str], k: int) -> list:
     return group
 
 
-def time_packed_steps(configs: Sequence[RunConfig], device: str = "cpu", *, steps: int = 3,
-                      precision: str = "auto", fused: bool | None = None) -> float:
+def time_packed_steps(
+    configs: Sequence[RunConfig],
+    device: str = "cpu",
+    *,
+    steps: int = 3,
+    precision: str = "auto",
+    fused: bool | None = None,
+) -> float:
     """Seconds per packed optimizer step of ``configs`` on random tokens (timing does not
     depend on the text), after one warm-up step. ``calibrate run --dry-run`` and
     ``bench/pack_throughput.py`` use it to time exactly the step the sweep runs."""
@@ -348,8 +428,9 @@ def time_packed_steps(configs: Sequence[RunConfig], device: str = "cpu", *, step
 
     cfg0 = configs[0]
     rng = np.random.default_rng(0)
-    tokens = rng.integers(0, cfg0.vocab_size, dtype=np.int64,
-                          size=max(cfg0.batch_size, loop.EVAL_SEQS) * cfg0.seq_len * 8)
+    tokens = rng.integers(
+        0, cfg0.vocab_size, dtype=np.int64, size=max(cfg0.batch_size, loop.EVAL_SEQS) * cfg0.seq_len * 8
+    )
     data = TokenData(tokens, tokens, cfg0.vocab_size, "random", "", len(tokens), len(tokens), ())
     members = [_member(c, data, None, None, device, fused) for c in configs]
     base = copy.deepcopy(members[0].model).to("meta")
@@ -366,9 +447,18 @@ def time_packed_steps(configs: Sequence[RunConfig], device: str = "cpu", *, step
     return (time.perf_counter() - t0) / steps
 
 
-def pack_loop(store, out_dir, ids: Sequence[str], device: str, progress, stop, worker: str,
-              runs_per_device: int, precision: str = "auto",
-              **train_kw) -> tuple[list[loop.RunResult], bool]:
+def pack_loop(
+    store,
+    out_dir,
+    ids: Sequence[str],
+    device: str,
+    progress,
+    stop,
+    worker: str,
+    runs_per_device: int,
+    precision: str = "auto",
+    **train_kw,
+) -> tuple[list[loop.RunResult], bool]:
     """A local worker that trains packs: claim up to K mates, :func:`train_group` them, record
     each member's status; until no run is left or ``stop`` (Ctrl-C). Returns (results,
     interrupted).
@@ -404,13 +494,22 @@ def pack_loop(store, out_dir, ids: Sequence[str], device: str, progress, stop, w
                 key = cfgs[0].data_key()
                 if key not in corpora:
                     corpora[key] = data_mod.load_corpus(
-                        list(cfgs[0].data) if cfgs[0].data else None, cfgs[0].tokenizer,
-                        max_bytes=cfgs[0].data_max_bytes)
+                        list(cfgs[0].data) if cfgs[0].data else None,
+                        cfgs[0].tokenizer,
+                        max_bytes=cfgs[0].data_max_bytes,
+                    )
                     store.set_meta(corpus_hash=corpora[key].corpus_hash, versions=loop.versions())
-                group = train_group(cfgs, corpora[key], store=store,
-                                    checkpoint_dir=Path(out_dir) / "checkpoints", device=device,
-                                    precision=precision, progress=progress, stop=stop,
-                                    **train_kw)
+                group = train_group(
+                    cfgs,
+                    corpora[key],
+                    store=store,
+                    checkpoint_dir=Path(out_dir) / "checkpoints",
+                    device=device,
+                    precision=precision,
+                    progress=progress,
+                    stop=stop,
+                    **train_kw,
+                )
             except (ScalecalcError, KeyboardInterrupt):
                 for cfg in cfgs:
                     store.finish(cfg.run_id, "queued", None)
@@ -425,14 +524,18 @@ def pack_loop(store, out_dir, ids: Sequence[str], device: str, progress, stop, w
                     k = max(len(cfgs) // 2, 1)
                     for cfg in cfgs:
                         store.finish(cfg.run_id, "queued", None)
-                    sweep._emit(progress, event="packing", runs_per_device=k,
-                                reason=f"out of memory with {len(cfgs)} runs packed on "
-                                       f"{device}; retrying with {k} per pack")
+                    sweep._emit(
+                        progress,
+                        event="packing",
+                        runs_per_device=k,
+                        reason=f"out of memory with {len(cfgs)} runs packed on {device}; retrying with {k} per pack",
+                    )
                     continue
                 msg = sweep._oom_message(cfgs[0], device)
                 store.finish(cfgs[0].run_id, "failed", msg)
-                sweep._emit(progress, event="run", run_id=cfgs[0].run_id,
-                            label=cfgs[0].label(), status="failed", error=msg)
+                sweep._emit(
+                    progress, event="run", run_id=cfgs[0].run_id, label=cfgs[0].label(), status="failed", error=msg
+                )
                 continue
             for cfg, result in zip(cfgs, group):
                 results.append(result)
@@ -440,9 +543,16 @@ def pack_loop(store, out_dir, ids: Sequence[str], device: str, progress, stop, w
                     store.finish(cfg.run_id, "queued", None)  # resumes from its checkpoint
                     continue
                 store.finish(cfg.run_id, result.status, result.error)
-                sweep._emit(progress, event="run", run_id=cfg.run_id, label=cfg.label(),
-                            status=result.status, error=result.error,
-                            final_loss=result.final_loss, wall_time=result.wall_time)
+                sweep._emit(
+                    progress,
+                    event="run",
+                    run_id=cfg.run_id,
+                    label=cfg.label(),
+                    status=result.status,
+                    error=result.error,
+                    final_loss=result.final_loss,
+                    wall_time=result.wall_time,
+                )
             if any(r.status == "interrupted" for r in group):
                 return results, True
     return results, True
@@ -451,4 +561,5 @@ def pack_loop(store, out_dir, ids: Sequence[str], device: str, progress, stop, w
 def _is_oom(exc: BaseException) -> bool:
     """CUDA's OutOfMemoryError, or the RuntimeError other backends raise for it."""
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )

@@ -31,14 +31,13 @@ The expansion, :meth:`SweepRecipe.runs`, gives one frozen :class:`RunConfig` per
 
 from __future__ import annotations
 
-import site
-import sys
-
 import difflib
 import hashlib
 import itertools
 import json
 import math
+import site
+import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,9 @@ POSITIONS = tuple(p for p in POSITIONS if p != "relative")
 BUDGET_KEYS = ("tokens", "flops", "steps", "tokens_per_param")
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "calibrate"  # repo checkout
 # installed copies of calibrate/*.yaml (pyproject data-files: <prefix>/share/scalecalc/recipes)
-INSTALLED_DIRS = tuple(Path(p) / "share" / "scalecalc" / "recipes" for p in dict.fromkeys((sys.prefix, site.USER_BASE or sys.prefix)))
+INSTALLED_DIRS = tuple(
+    Path(p) / "share" / "scalecalc" / "recipes" for p in dict.fromkeys((sys.prefix, site.USER_BASE or sys.prefix))
+)
 
 
 def beta2_rule(batch_size: int) -> float:
@@ -176,7 +177,7 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         if kw.get("data") is not None:
@@ -225,34 +226,53 @@ class RunConfig:
 
     def model_kwargs(self) -> dict:
         """Keyword arguments for ``scalecalc.calibration.model.GPTConfig``."""
-        return dict(n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model,
-                    vocab_size=self.vocab_size, seq_len=self.seq_len, d_ff=self.d_ff,
-                    norm=self.norm, mlp=self.mlp, pos=self.pos, tied=self.tied)
+        return dict(
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            d_model=self.d_model,
+            vocab_size=self.vocab_size,
+            seq_len=self.seq_len,
+            d_ff=self.d_ff,
+            norm=self.norm,
+            mlp=self.mlp,
+            pos=self.pos,
+            tied=self.tied,
+        )
 
     def arch(self):
         """This run's model as a :class:`scalecalc.flops.Arch` (no torch needed)."""
         from scalecalc.flops import Arch
 
-        return Arch(n_layer=self.n_layer, d_model=self.d_model, n_heads=self.n_head,
-                    head_dim=self.d_model // self.n_head, d_ff=self.d_ff, vocab=self.vocab_size,
-                    seq_len=self.seq_len, mlp=self.mlp, tied=self.tied, pos=self.pos,
-                    norm=self.norm)
+        return Arch(
+            n_layer=self.n_layer,
+            d_model=self.d_model,
+            n_heads=self.n_head,
+            head_dim=self.d_model // self.n_head,
+            d_ff=self.d_ff,
+            vocab=self.vocab_size,
+            seq_len=self.seq_len,
+            mlp=self.mlp,
+            tied=self.tied,
+            pos=self.pos,
+            norm=self.norm,
+        )
 
     def planned_horizon(self) -> Horizon:
         """The horizon from :mod:`scalecalc.flops` counts (what the model will report)."""
         from scalecalc.flops import param_counts, training_flops_per_token
 
         arch = self.arch()
-        return self.horizon(param_counts(arch)["total"],
-                            training_flops_per_token(arch, self.flops_convention))
+        return self.horizon(param_counts(arch)["total"], training_flops_per_token(arch, self.flops_convention))
 
     def data_key(self) -> tuple:
         """Runs with equal keys train on the same token arrays."""
         return (self.data, self.tokenizer, self.data_max_bytes)
 
     def label(self) -> str:
-        return (f"d{self.d_model}-l{self.n_layer}-b{self.batch_size}-lr{self.lr:g}"
-                f"-{self.budget_kind}{self.budget_amount:g}-s{self.seed}")
+        return (
+            f"d{self.d_model}-l{self.n_layer}-b{self.batch_size}-lr{self.lr:g}"
+            f"-{self.budget_kind}{self.budget_amount:g}-s{self.seed}"
+        )
 
 
 @dataclass(frozen=True)
@@ -288,7 +308,7 @@ class SweepRecipe:
                 out.setdefault(cfg.run_id, sweep.name)
         return out
 
-    def with_overrides(self, **settings) -> "SweepRecipe":
+    def with_overrides(self, **settings) -> SweepRecipe:
         """The same recipe with settings forced on every sweep (e.g. ``data``, ``tokenizer``
         from the command line). ``None`` values are ignored."""
         settings = {k: v for k, v in settings.items() if v is not None}
@@ -349,8 +369,17 @@ _SETTINGS: dict[str, tuple[Any, bool]] = {
 _TOP = {"name", "description", "sweeps"}
 _RULE_KEYS = ("value", "at_params", "exponent")
 _SHAPE_KEYS = {"d_model", "n_layer", "n_head", "d_ff"}
-_NONNEG = {"weight_decay", "warmup_tokens", "warmup_steps", "min_lr_frac", "cooldown_frac",
-           "eval_interval", "eval_points", "seed", "grad_clip"}
+_NONNEG = {
+    "weight_decay",
+    "warmup_tokens",
+    "warmup_steps",
+    "min_lr_frac",
+    "cooldown_frac",
+    "eval_interval",
+    "eval_points",
+    "seed",
+    "grad_clip",
+}
 _DEFAULTS = {"head_dim": 16, "aspect_ratio": 32.0, "seed": [0]}
 
 
@@ -365,8 +394,13 @@ def load_recipe(path: str | Path) -> SweepRecipe:
     from scalecalc.validate import files, limits, yamlfile
 
     file = resolve_recipe_path(path)
-    text = files.read_text(file, limit=limits.MAX_RECIPE_FILE_BYTES, limit_name="MAX_RECIPE_FILE_BYTES",
-                           kind="recipe YAML file", error=RecipeError)
+    text = files.read_text(
+        file,
+        limit=limits.MAX_RECIPE_FILE_BYTES,
+        limit_name="MAX_RECIPE_FILE_BYTES",
+        kind="recipe YAML file",
+        error=RecipeError,
+    )
     raw = yamlfile.load(text, str(file), error=RecipeError)  # safe loader, alias and node limits
     recipe = parse_recipe(raw, where=str(file), text=text)
     from scalecalc.validate.calibration import check_recipe
@@ -466,20 +500,22 @@ def _check_sweep(s: dict, label: str, errors: list[str]) -> dict:
         out[key] = coerced if axis else coerced[0]
     shape_specs = [k for k in ("shapes", "widths", "params") if k in out]
     if len(shape_specs) != 1:
-        errors.append(f"{label}: give exactly one of 'shapes', 'widths' (with 'depths') or "
-                      f"'params' (target N with a shape rule); got {shape_specs or 'none'}")
+        errors.append(
+            f"{label}: give exactly one of 'shapes', 'widths' (with 'depths') or "
+            f"'params' (target N with a shape rule); got {shape_specs or 'none'}"
+        )
     if "widths" in out and "depths" not in out:
         errors.append(f"{label}: 'widths' needs 'depths' (the grid is widths x depths)")
     budgets = [k for k in BUDGET_KEYS if k in out]
     if len(budgets) != 1:
-        errors.append(f"{label}: give exactly one budget of {', '.join(BUDGET_KEYS)}; "
-                      f"got {budgets or 'none'}")
+        errors.append(f"{label}: give exactly one budget of {', '.join(BUDGET_KEYS)}; got {budgets or 'none'}")
     if "flops_convention" in out:
         from scalecalc.flops import CONVENTIONS
 
         if out["flops_convention"] not in CONVENTIONS:
-            errors.append(f"{label}: flops_convention {out['flops_convention']!r} is not one of "
-                          f"{', '.join(CONVENTIONS)}")
+            errors.append(
+                f"{label}: flops_convention {out['flops_convention']!r} is not one of {', '.join(CONVENTIONS)}"
+            )
     for key in ("batch_size", "lr"):
         if key not in out:
             errors.append(f"{label}: missing key {key!r}")
@@ -542,8 +578,10 @@ def _coerce_number(v: Any, *, whole: bool) -> float | int:
 
 def _size_rule(v: dict) -> SizeRule:
     if set(v) != set(_RULE_KEYS):
-        raise ValueError(f"a size rule needs exactly the keys {', '.join(_RULE_KEYS)} "
-                         "(e.g. {value: 5e-3, at_params: 148e3, exponent: -0.18})")
+        raise ValueError(
+            f"a size rule needs exactly the keys {', '.join(_RULE_KEYS)} "
+            "(e.g. {value: 5e-3, at_params: 148e3, exponent: -0.18})"
+        )
     rule = SizeRule(**{k: _number(v[k]) for k in _RULE_KEYS})
     if rule.value <= 0 or rule.at_params <= 0:
         raise ValueError("value and at_params must be > 0")
@@ -559,8 +597,8 @@ def _number(v: Any) -> float:
         try:
             x = float(v)  # PyYAML reads 1e18 (no dot) as a string
         except ValueError:
-            from scalecalc.quantities import parse_number
             from scalecalc.errors import UsageError
+            from scalecalc.quantities import parse_number
 
             try:
                 x = parse_number(v, "value", positive=False)  # 1.5M, 70K
@@ -596,9 +634,26 @@ def _shape(v: Any) -> dict:
 
 # Recipe settings copied into RunConfig as they are; the others are translated by _expand
 # (shape, budget, data paths, warmup_steps, beta2 and the size rules).
-_COPIED = ("d_ff", "seq_len", "norm", "mlp", "pos", "tied", "tokenizer", "data_max_bytes", "beta1",
-           "weight_decay", "grad_clip", "min_lr_frac", "cooldown_frac", "warmup_tokens",
-           "flops_convention", "eval_interval", "eval_points", "eval_batches")
+_COPIED = (
+    "d_ff",
+    "seq_len",
+    "norm",
+    "mlp",
+    "pos",
+    "tied",
+    "tokenizer",
+    "data_max_bytes",
+    "beta1",
+    "weight_decay",
+    "grad_clip",
+    "min_lr_frac",
+    "cooldown_frac",
+    "warmup_tokens",
+    "flops_convention",
+    "eval_interval",
+    "eval_points",
+    "eval_batches",
+)
 _RUN_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}  # the one place defaults live
 
 
@@ -621,10 +676,16 @@ def _expand(s: dict) -> list[RunConfig]:
     ):
         cfg = RunConfig(
             **{**copied, "d_ff": shape.get("d_ff", copied.get("d_ff"))},
-            n_layer=shape["n_layer"], d_model=shape["d_model"], n_head=_heads(shape, s),
-            vocab_size=vocab, data=_abs_paths(s.get("data")),
-            fixed_warmup_steps=s.get("warmup_steps"), budget_kind=budget_kind,
-            budget_amount=float(budget), schedule=schedule, seed=seed,
+            n_layer=shape["n_layer"],
+            d_model=shape["d_model"],
+            n_head=_heads(shape, s),
+            vocab_size=vocab,
+            data=_abs_paths(s.get("data")),
+            fixed_warmup_steps=s.get("warmup_steps"),
+            budget_kind=budget_kind,
+            budget_amount=float(budget),
+            schedule=schedule,
+            seed=seed,
         )
         out.append(_resolve_rules(cfg, bs, lr, s.get("beta2")))
     return out
@@ -634,8 +695,10 @@ def _heads(shape: dict, s: dict) -> int:
     d = shape["d_model"]
     n_head = shape.get("n_head") or s.get("n_head") or max(1, d // s["head_dim"])
     if d % n_head or (s.get("pos", _RUN_DEFAULTS["pos"]) == "rope" and (d // n_head) % 2):
-        raise RecipeError(f"shape d_model={d}: must split into n_head={n_head} heads (of "
-                          f"even width for rope); set n_head or head_dim to fit d_model")
+        raise RecipeError(
+            f"shape d_model={d}: must split into n_head={n_head} heads (of "
+            f"even width for rope); set n_head or head_dim to fit d_model"
+        )
     return n_head
 
 
@@ -650,20 +713,19 @@ def _resolve_rules(cfg: RunConfig, batch_size, lr, beta2) -> RunConfig:
         batch_size = max(1, round(batch_size.at(n)))
     if isinstance(lr, SizeRule):
         lr = lr.at(n)
-    return replace(cfg, batch_size=int(batch_size), lr=float(lr),
-                   beta2=beta2 if beta2 is not None else beta2_rule(batch_size))
+    return replace(
+        cfg, batch_size=int(batch_size), lr=float(lr), beta2=beta2 if beta2 is not None else beta2_rule(batch_size)
+    )
 
 
 def _abs_paths(paths):
     if not paths:
         return None
-    return tuple(p if any(c in p for c in "*?[") else str(Path(p).expanduser().resolve())
-                 for p in paths)
+    return tuple(p if any(c in p for c in "*?[") else str(Path(p).expanduser().resolve()) for p in paths)
 
 
 # n_vocab of the common tiktoken encodings, so a recipe loads (and hashes) without tiktoken
-_TIKTOKEN_VOCAB = {"gpt2": 50257, "r50k_base": 50257, "p50k_base": 50281,
-                   "cl100k_base": 100277, "o200k_base": 200019}
+_TIKTOKEN_VOCAB = {"gpt2": 50257, "r50k_base": 50257, "p50k_base": 50281, "cl100k_base": 100277, "o200k_base": 200019}
 
 
 def _vocab_size(tokenizer: str) -> int:
@@ -676,8 +738,10 @@ def _vocab_size(tokenizer: str) -> int:
 
         return int(tiktoken.get_encoding(tokenizer.split(":", 1)[-1]).n_vocab)
     except Exception:
-        raise RecipeError(f"tokenizer {tokenizer!r}: unknown or tiktoken not installed; "
-                          f"use 'bytes', 'tiktoken:<encoding>' or set vocab_size") from None
+        raise RecipeError(
+            f"tokenizer {tokenizer!r}: unknown or tiktoken not installed; "
+            f"use 'bytes', 'tiktoken:<encoding>' or set vocab_size"
+        ) from None
 
 
 def _shapes(s: dict, vocab: int) -> list[dict]:
@@ -685,15 +749,30 @@ def _shapes(s: dict, vocab: int) -> list[dict]:
         return s["shapes"]
     if "widths" in s:
         return [{"d_model": w, "n_layer": l} for w in s["widths"] for l in s["depths"]]
-    return [tiny_shape(n, s["aspect_ratio"], s["head_dim"], vocab=vocab,
-                       seq_len=s.get("seq_len", _RUN_DEFAULTS["seq_len"]),
-                       mlp=s.get("mlp", _RUN_DEFAULTS["mlp"]), d_ff=s.get("d_ff"))
-            for n in s["params"]]
+    return [
+        tiny_shape(
+            n,
+            s["aspect_ratio"],
+            s["head_dim"],
+            vocab=vocab,
+            seq_len=s.get("seq_len", _RUN_DEFAULTS["seq_len"]),
+            mlp=s.get("mlp", _RUN_DEFAULTS["mlp"]),
+            d_ff=s.get("d_ff"),
+        )
+        for n in s["params"]
+    ]
 
 
-def tiny_shape(n_params: float, aspect_ratio: float = 32.0, head_dim: int = 16, *,
-               vocab: int = 256, seq_len: int = 128, mlp: str = "swiglu",
-               d_ff: int | None = None) -> dict:
+def tiny_shape(
+    n_params: float,
+    aspect_ratio: float = 32.0,
+    head_dim: int = 16,
+    *,
+    vocab: int = 256,
+    seq_len: int = 128,
+    mlp: str = "swiglu",
+    d_ff: int | None = None,
+) -> dict:
     """A (d_model, n_layer) with about ``n_params`` non-embedding parameters (Kaplan's N, the N
     of L(N) = (N_c/N)^alpha_N) and d_model / n_layer close to ``aspect_ratio``.
 
@@ -704,10 +783,23 @@ def tiny_shape(n_params: float, aspect_ratio: float = 32.0, head_dim: int = 16, 
     from scalecalc.flops import Arch, search_shape
 
     def make(d_model: int, n_layer: int) -> Arch:
-        return Arch(n_layer=n_layer, d_model=d_model, n_heads=d_model // head_dim,
-                    head_dim=head_dim, d_ff=d_ff, vocab=vocab, seq_len=seq_len, mlp=mlp)
+        return Arch(
+            n_layer=n_layer,
+            d_model=d_model,
+            n_heads=d_model // head_dim,
+            head_dim=head_dim,
+            d_ff=d_ff,
+            vocab=vocab,
+            seq_len=seq_len,
+            mlp=mlp,
+        )
 
-    arch, _ = search_shape(n_params, "non_embedding", make,
-                           range(head_dim, 64 * head_dim + 1, head_dim),
-                           aspect_ratio=aspect_ratio, tolerance=0.10)
+    arch, _ = search_shape(
+        n_params,
+        "non_embedding",
+        make,
+        range(head_dim, 64 * head_dim + 1, head_dim),
+        aspect_ratio=aspect_ratio,
+        tolerance=0.10,
+    )
     return {"d_model": arch.d_model, "n_layer": arch.n_layer}

@@ -23,10 +23,10 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterable
 
 from scalecalc.errors import MissingInput, StoreError
 
@@ -167,18 +167,20 @@ class Store:
         self.path = path if path.suffix == ".sqlite" else path / FILENAME
         if not self.path.exists():
             if not create and not self.dir.exists():
-                raise MissingInput(f"{self.dir}: no such folder; give the folder written by "
-                                   "`scalecalc calibrate run RECIPE --out FOLDER`")
+                raise MissingInput(
+                    f"{self.dir}: no such folder; give the folder written by "
+                    "`scalecalc calibrate run RECIPE --out FOLDER`"
+                )
             if not create:
                 raise StoreError(
-                    f"{self.dir}: no results store here; run `scalecalc calibrate run RECIPE "
-                    f"--out {self.dir}` first"
+                    f"{self.dir}: no results store here; run `scalecalc calibrate run RECIPE --out {self.dir}` first"
                 )
             try:
                 self.dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # a file in the way, a read-only or full disk
-                raise StoreError(f"--out {self.dir}: cannot create the folder ({exc.strerror or exc}); "
-                                 "choose a writable location") from None
+                raise StoreError(
+                    f"--out {self.dir}: cannot create the folder ({exc.strerror or exc}); choose a writable location"
+                ) from None
         try:
             # autocommit mode: every write below opens its own explicit transaction
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
@@ -191,12 +193,12 @@ class Store:
                         self._db.execute(stmt)
                 row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
-                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                                     (json.dumps(SCHEMA_VERSION),))
+                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
                     from scalecalc import __version__
 
-                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('scalecalc_version', ?)",
-                                     (json.dumps(__version__),))
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO meta VALUES ('scalecalc_version', ?)", (json.dumps(__version__),)
+                    )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a scalecalc results store ({exc})") from None
         version = json.loads(row[0]) if row is not None else SCHEMA_VERSION
@@ -255,16 +257,36 @@ class Store:
                     "INSERT OR IGNORE INTO runs (id, config, status, device, params, "
                     "flops_per_token, created, started, finished) "
                     "VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?)",
-                    (run.id, json.dumps(run.config, sort_keys=True), run.device,
-                     json.dumps(run.params, sort_keys=True),
-                     json.dumps(run.flops_per_token, sort_keys=True), now, now, now))
+                    (
+                        run.id,
+                        json.dumps(run.config, sort_keys=True),
+                        run.device,
+                        json.dumps(run.params, sort_keys=True),
+                        json.dumps(run.flops_per_token, sort_keys=True),
+                        now,
+                        now,
+                        now,
+                    ),
+                )
                 if cur.rowcount == 0:
                     continue  # already imported: keep the stored curve
                 added += 1
                 self._db.executemany(
                     "INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(run.id, int(p.step), float(p.tokens), float(p.flops), _num(p.train_loss),
-                      _num(p.val_loss), float(p.lr), float(p.wall_time)) for p in run.points])
+                    [
+                        (
+                            run.id,
+                            int(p.step),
+                            float(p.tokens),
+                            float(p.flops),
+                            _num(p.train_loss),
+                            _num(p.val_loss),
+                            float(p.lr),
+                            float(p.wall_time),
+                        )
+                        for p in run.points
+                    ],
+                )
         return added
 
     def runs(self, status: str | None = None) -> list[RunRecord]:
@@ -278,8 +300,9 @@ class Store:
             raise StoreError(f"{self.path}: no run {run_id!r}")
         return _record(rows[0])
 
-    def claim_next(self, worker: str | None = None, *, only: Iterable[str] | None = None,
-                   stale_after: float = STALE_AFTER_S) -> RunRecord | None:
+    def claim_next(
+        self, worker: str | None = None, *, only: Iterable[str] | None = None, stale_after: float = STALE_AFTER_S
+    ) -> RunRecord | None:
         """Atomically take the next run to train and mark it ``running`` by ``worker``.
 
         Candidates, in queue order: ``queued`` runs, and ``running`` runs whose worker is dead
@@ -297,8 +320,9 @@ class Store:
             for rid, status, owner, beat in rows:
                 if allowed is not None and rid not in allowed:
                     continue
-                if status == "running" and (owner == worker or (
-                        _alive(owner) and beat is not None and now - beat < stale_after)):
+                if status == "running" and (
+                    owner == worker or (_alive(owner) and beat is not None and now - beat < stale_after)
+                ):
                     continue  # taken by a live worker (or by this one)
                 self._db.execute(
                     "UPDATE runs SET status='running', claimed_by=?, heartbeat=?, "
@@ -310,14 +334,29 @@ class Store:
                 return None
         return self.run(rid)
 
-    def set_run_info(self, run_id: str, *, device: str | None = None, versions: dict | None = None,
-                     corpus_hash: str | None = None, params: dict | None = None,
-                     flops_per_token: dict | None = None, config: dict | None = None) -> None:
+    def set_run_info(
+        self,
+        run_id: str,
+        *,
+        device: str | None = None,
+        versions: dict | None = None,
+        corpus_hash: str | None = None,
+        params: dict | None = None,
+        flops_per_token: dict | None = None,
+        config: dict | None = None,
+    ) -> None:
         """Record what the trainer learned about a run (only the fields given are written)."""
-        cols = {"device": device, "versions": versions, "corpus_hash": corpus_hash,
-                "params": params, "flops_per_token": flops_per_token, "config": config}
-        cols = {k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
-                for k, v in cols.items() if v is not None}
+        cols = {
+            "device": device,
+            "versions": versions,
+            "corpus_hash": corpus_hash,
+            "params": params,
+            "flops_per_token": flops_per_token,
+            "config": config,
+        }
+        cols = {
+            k: (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in cols.items() if v is not None
+        }
         if not cols:
             return
         with self._tx():
@@ -344,7 +383,9 @@ class Store:
         with self._tx():
             cur = self._db.execute(
                 f"UPDATE runs SET status='queued', error=NULL, finished=NULL, claimed_by=NULL "
-                f"WHERE status IN ({','.join('?' * len(statuses))})", statuses)
+                f"WHERE status IN ({','.join('?' * len(statuses))})",
+                statuses,
+            )
             return cur.rowcount
 
     # -- points -------------------------------------------------------------------------------
@@ -358,19 +399,34 @@ class Store:
             before = self._db.total_changes
             self._db.executemany(
                 "INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(p.run_id, int(p.step), float(p.tokens), float(p.flops), _num(p.train_loss),
-                  _num(p.val_loss), float(p.lr), float(p.wall_time)) for p in points],
+                [
+                    (
+                        p.run_id,
+                        int(p.step),
+                        float(p.tokens),
+                        float(p.flops),
+                        _num(p.train_loss),
+                        _num(p.val_loss),
+                        float(p.lr),
+                        float(p.wall_time),
+                    )
+                    for p in points
+                ],
             )
             added = self._db.total_changes - before
-            self._db.execute("UPDATE runs SET heartbeat=? WHERE id=?",
-                             (time.time(), points[0].run_id))
+            self._db.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), points[0].run_id))
             return added
 
     def points(self, run_id: str) -> list[Point]:
         """The learning curve of one run, ordered by step (one point per step)."""
-        return [Point(*r) for r in self._query(
-            "SELECT run_id, step, tokens, flops, train_loss, val_loss, lr, wall_time "
-            "FROM points WHERE run_id = ? ORDER BY step", (run_id,))]
+        return [
+            Point(*r)
+            for r in self._query(
+                "SELECT run_id, step, tokens, flops, train_loss, val_loss, lr, wall_time "
+                "FROM points WHERE run_id = ? ORDER BY step",
+                (run_id,),
+            )
+        ]
 
     def truncate_points_after(self, run_id: str, step: int) -> int:
         """Delete the points after ``step`` (a run resuming from its checkpoint at ``step``
@@ -409,8 +465,10 @@ class _Transaction:
         except sqlite3.DatabaseError as err:  # a full disk fails the COMMIT (or the ROLLBACK)
             exc = exc if exc_type is not None else err
         if isinstance(exc, sqlite3.DatabaseError):  # the transaction is rolled back: the store stays consistent
-            raise StoreError(f"the results store could not be written ({exc}); free space and rerun: "
-                             "finished runs are kept and the rest resume") from None
+            raise StoreError(
+                f"the results store could not be written ({exc}); free space and rerun: "
+                "finished runs are kept and the rest resume"
+            ) from None
         return False
 
 
@@ -419,13 +477,34 @@ def _num(x):
 
 
 def _record(row) -> RunRecord:
-    (rid, config, status, device, versions, corpus_hash, params, fpt, error, created, started,
-     finished, claimed_by, _heartbeat) = row
+    (
+        rid,
+        config,
+        status,
+        device,
+        versions,
+        corpus_hash,
+        params,
+        fpt,
+        error,
+        created,
+        started,
+        finished,
+        claimed_by,
+        _heartbeat,
+    ) = row
     return RunRecord(
-        id=rid, config=json.loads(config), status=status, device=device,
+        id=rid,
+        config=json.loads(config),
+        status=status,
+        device=device,
         params=json.loads(params) if params else {},
         flops_per_token=json.loads(fpt) if fpt else {},
-        corpus_hash=corpus_hash, error=error, created=created, started=started,
-        finished=finished, versions=json.loads(versions) if versions else None,
+        corpus_hash=corpus_hash,
+        error=error,
+        created=created,
+        started=started,
+        finished=finished,
+        versions=json.loads(versions) if versions else None,
         claimed_by=claimed_by,
     )

@@ -15,17 +15,25 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from scalecalc.errors import MissingDependency, ScalecalcError, UsageError
+
+from scalecalc.calibration import data as data_mod
+from scalecalc.calibration.loop import (
+    RunResult,
+    autodetect_device,
+    build_model,
+    resolved_config,
+    train_run,
+    train_steps,
+    versions,
+)
 from scalecalc.calibration.recipe import RunConfig, SweepRecipe
 from scalecalc.calibration.store import STATUSES, Store, worker_id
-from scalecalc.calibration import data as data_mod
-from scalecalc.calibration.loop import (RunResult, autodetect_device, build_model, resolved_config,
-                                  train_run, train_steps, versions)
+from scalecalc.errors import MissingDependency, ScalecalcError, UsageError
 
 try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
     import torch
@@ -93,12 +101,13 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu "
-                             f"or auto")
+            raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
         index = int(device.split(":")[1]) if ":" in device else 0
         if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA "
-                             f"device(s) here (cuda:0 ... cuda:{torch.cuda.device_count() - 1})")
+            raise UsageError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA "
+                f"device(s) here (cuda:0 ... cuda:{torch.cuda.device_count() - 1})"
+            )
         return device
     if kind == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -127,13 +136,23 @@ def queue_runs(recipe: SweepRecipe, store: Store) -> list[RunConfig]:
     return runs
 
 
-def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
-              devices: list[str] | None = None, data: list[str] | None = None,
-              tokenizer: str | None = None, compile: bool = False,
-              progress: Progress | None = None, checkpoint_every_s: float | None = None,
-              checkpoint_every_steps: int | None = None,
-              threads: int | None = None, runs_per_device: int | str = 1,
-              precision: str = "auto", executor=None) -> SweepSummary:
+def run_sweep(
+    recipe: SweepRecipe,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    devices: list[str] | None = None,
+    data: list[str] | None = None,
+    tokenizer: str | None = None,
+    compile: bool = False,
+    progress: Progress | None = None,
+    checkpoint_every_s: float | None = None,
+    checkpoint_every_steps: int | None = None,
+    threads: int | None = None,
+    runs_per_device: int | str = 1,
+    precision: str = "auto",
+    executor=None,
+) -> SweepSummary:
     """Train every run of ``recipe`` not yet done, writing curves to ``out_dir/results.sqlite``.
 
     Parameters
@@ -173,9 +192,11 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
     engine = make_executor(options)  # bad options: one error, nothing written, no cluster
     remote = not isinstance(engine, LocalExecutor)
     if remote and runs_per_device != 1:
-        raise UsageError(f"--runs-per-device: packing runs on the local executor only; with "
-                         f"--executor {options.name} each task trains one run (give it a GPU "
-                         "fraction with --gpus-per-run)")
+        raise UsageError(
+            f"--runs-per-device: packing runs on the local executor only; with "
+            f"--executor {options.name} each task trains one run (give it a GPU "
+            "fraction with --gpus-per-run)"
+        )
     if remote:  # the device is chosen on each worker; this machine may have none
         devs = (options.name,)
     else:
@@ -197,18 +218,31 @@ def run_sweep(recipe: SweepRecipe, out_dir: str | Path, *, device: str = "auto",
         _emit(progress, event="device", devices=list(devs), requested=devices or device)
         counts = _counts(store, ids)
         _emit(progress, event="sweep", recipe=recipe.name, total=len(ids), counts=counts)
-        kwargs = dict(compile=compile, checkpoint_every_s=checkpoint_every_s,
-                      checkpoint_every_steps=checkpoint_every_steps, threads=threads)
+        kwargs = dict(
+            compile=compile,
+            checkpoint_every_s=checkpoint_every_s,
+            checkpoint_every_steps=checkpoint_every_steps,
+            threads=threads,
+        )
         if remote:
             kwargs["device"] = device
         else:
-            kwargs.update(device=devs[0], precision=precision,
-                          runs_per_device=_runs_per_device(recipe, devs[0], runs_per_device,
-                                                           precision, progress))
-        results, interrupted = engine.run(store, Path(out_dir), ids, progress, _SigintFlag(),
-                                          **kwargs)
-        return SweepSummary(str(out_dir), recipe.name, devs, len(ids), _counts(store, ids),
-                            tuple(results), time.perf_counter() - t0, interrupted)
+            kwargs.update(
+                device=devs[0],
+                precision=precision,
+                runs_per_device=_runs_per_device(recipe, devs[0], runs_per_device, precision, progress),
+            )
+        results, interrupted = engine.run(store, Path(out_dir), ids, progress, _SigintFlag(), **kwargs)
+        return SweepSummary(
+            str(out_dir),
+            recipe.name,
+            devs,
+            len(ids),
+            _counts(store, ids),
+            tuple(results),
+            time.perf_counter() - t0,
+            interrupted,
+        )
     finally:
         store.close()
         engine.close()
@@ -266,12 +300,21 @@ class _SigintFlag:
         return False
 
 
-def _worker_loop(store: Store, out_dir: Path, ids: list[str], device: str,
-                 progress: Progress | None, stop: _SigintFlag, *, compile: bool = False,
-                 threads: int | None = None,
-                 checkpoint_every_s: float | None = None,
-                 checkpoint_every_steps: int | None = None, runs_per_device: int = 1,
-                 precision: str = "auto") -> tuple[list[RunResult], bool]:
+def _worker_loop(
+    store: Store,
+    out_dir: Path,
+    ids: list[str],
+    device: str,
+    progress: Progress | None,
+    stop: _SigintFlag,
+    *,
+    compile: bool = False,
+    threads: int | None = None,
+    checkpoint_every_s: float | None = None,
+    checkpoint_every_steps: int | None = None,
+    runs_per_device: int = 1,
+    precision: str = "auto",
+) -> tuple[list[RunResult], bool]:
     """Claim and train runs until none is left or Ctrl-C; returns (results, interrupted).
 
     With ``runs_per_device`` K > 1 (or a precision other than ``auto``) each claim takes a
@@ -280,9 +323,19 @@ def _worker_loop(store: Store, out_dir: Path, ids: list[str], device: str,
     if runs_per_device > 1 or precision != "auto":
         from scalecalc.calibration.packed import pack_loop
 
-        return pack_loop(store, out_dir, ids, device, progress, stop, me, runs_per_device,
-                         precision, checkpoint_every_s=checkpoint_every_s,
-                         checkpoint_every_steps=checkpoint_every_steps)
+        return pack_loop(
+            store,
+            out_dir,
+            ids,
+            device,
+            progress,
+            stop,
+            me,
+            runs_per_device,
+            precision,
+            checkpoint_every_s=checkpoint_every_s,
+            checkpoint_every_steps=checkpoint_every_steps,
+        )
     corpora: dict[tuple, object] = {}
     results = []
     with stop:
@@ -294,9 +347,18 @@ def _worker_loop(store: Store, out_dir: Path, ids: list[str], device: str,
             if cfg.run_id != record.id:  # the stored config must hash to its id
                 store.finish(record.id, "failed", "stored config does not match its run id")
                 continue
-            result = _train_one(store, out_dir, cfg, device, corpora, progress, stop,
-                                compile=compile, checkpoint_every_s=checkpoint_every_s,
-                                checkpoint_every_steps=checkpoint_every_steps)
+            result = _train_one(
+                store,
+                out_dir,
+                cfg,
+                device,
+                corpora,
+                progress,
+                stop,
+                compile=compile,
+                checkpoint_every_s=checkpoint_every_s,
+                checkpoint_every_steps=checkpoint_every_steps,
+            )
             if result is None:
                 continue
             results.append(result)
@@ -309,17 +371,25 @@ def _train_one(store, out_dir, cfg, device, corpora, progress, stop, **kw) -> Ru
     key = cfg.data_key()
     try:
         if key not in corpora:
-            corpora[key] = data_mod.load_corpus(list(cfg.data) if cfg.data else None,
-                                                cfg.tokenizer, max_bytes=cfg.data_max_bytes)
+            corpora[key] = data_mod.load_corpus(
+                list(cfg.data) if cfg.data else None, cfg.tokenizer, max_bytes=cfg.data_max_bytes
+            )
             store.set_meta(corpus_hash=corpora[key].corpus_hash, versions=versions())
         kw = {k: v for k, v in kw.items() if v is not None}
-        result = train_run(cfg, corpora[key], store=store, checkpoint_dir=out_dir / "checkpoints",
-                           device=device, progress=progress, stop=stop, **kw)
+        result = train_run(
+            cfg,
+            corpora[key],
+            store=store,
+            checkpoint_dir=out_dir / "checkpoints",
+            device=device,
+            progress=progress,
+            stop=stop,
+            **kw,
+        )
     except torch.cuda.OutOfMemoryError:
         msg = _oom_message(cfg, device)
         store.finish(cfg.run_id, "failed", msg)
-        _emit(progress, event="run", run_id=cfg.run_id, label=cfg.label(), status="failed",
-              error=msg)
+        _emit(progress, event="run", run_id=cfg.run_id, label=cfg.label(), status="failed", error=msg)
         _free(device)
         return None
     except ScalecalcError as exc:  # bad data etc.: the whole sweep would fail the same way
@@ -334,21 +404,30 @@ def _train_one(store, out_dir, cfg, device, corpora, progress, stop, **kw) -> Ru
             raise
         msg = _oom_message(cfg, device)
         store.finish(cfg.run_id, "failed", msg)
-        _emit(progress, event="run", run_id=cfg.run_id, label=cfg.label(), status="failed",
-              error=msg)
+        _emit(progress, event="run", run_id=cfg.run_id, label=cfg.label(), status="failed", error=msg)
         return None
     if result.status == "interrupted":
         store.finish(cfg.run_id, "queued", None)  # resumes from its checkpoint next time
     else:
         store.finish(cfg.run_id, result.status, result.error)
-    _emit(progress, event="run", run_id=cfg.run_id, label=cfg.label(), status=result.status,
-          error=result.error, final_loss=result.final_loss, wall_time=result.wall_time)
+    _emit(
+        progress,
+        event="run",
+        run_id=cfg.run_id,
+        label=cfg.label(),
+        status=result.status,
+        error=result.error,
+        final_loss=result.final_loss,
+        wall_time=result.wall_time,
+    )
     return result
 
 
 def _oom_message(cfg: RunConfig, device: str) -> str:
-    return (f"run {cfg.run_id} ({cfg.label()}) ran out of memory on {device}; use a smaller "
-            f"batch_size than {cfg.batch_size} sequences (or a shorter seq_len) in the recipe")
+    return (
+        f"run {cfg.run_id} ({cfg.label()}) ran out of memory on {device}; use a smaller "
+        f"batch_size than {cfg.batch_size} sequences (or a shorter seq_len) in the recipe"
+    )
 
 
 def _free(device: str) -> None:
@@ -367,8 +446,7 @@ def _spawn_workers(out_dir: Path, ids, devices, store: Store, progress, kwargs) 
     import sys
 
     spec = json.dumps({"out": str(out_dir), "ids": list(ids), "kwargs": kwargs})
-    code = ("import sys; from scalecalc.calibration.sweep import _worker_main; "
-            "_worker_main(sys.argv[1], sys.argv[2])")
+    code = "import sys; from scalecalc.calibration.sweep import _worker_main; _worker_main(sys.argv[1], sys.argv[2])"
     procs = [subprocess.Popen([sys.executable, "-c", code, spec, dev]) for dev in devices]
     interrupted = False
     try:
@@ -379,8 +457,9 @@ def _spawn_workers(out_dir: Path, ids, devices, store: Store, progress, kwargs) 
         interrupted = True
     codes = [p.wait() for p in procs]
     if any(c not in (0, 130) for c in codes):
-        raise ScalecalcError(f"--devices: a worker process failed (exit codes {codes}); "
-                             f"see its error above, then rerun to resume")
+        raise ScalecalcError(
+            f"--devices: a worker process failed (exit codes {codes}); see its error above, then rerun to resume"
+        )
     return interrupted or 130 in codes
 
 
@@ -395,8 +474,9 @@ def _worker_main(spec: str, device: str) -> None:
     set_threads(spec["kwargs"].get("threads"))
     store = Store(spec["out"])
     try:
-        _, interrupted = _worker_loop(store, Path(spec["out"]), spec["ids"], device, None,
-                                      _SigintFlag(), **spec["kwargs"])
+        _, interrupted = _worker_loop(
+            store, Path(spec["out"]), spec["ids"], device, None, _SigintFlag(), **spec["kwargs"]
+        )
     except ScalecalcError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         sys.exit(int(exc.exit_code))
@@ -408,10 +488,17 @@ def _worker_main(spec: str, device: str) -> None:
 # -- dry run ------------------------------------------------------------------------------
 
 
-def plan_sweep(recipe: SweepRecipe, *, device: str = "auto", measure: bool = True,
-               out_dir: str | Path | None = None, data: list[str] | None = None,
-               tokenizer: str | None = None, measure_steps: int = 3,
-               threads: int | None = None) -> list[PlannedRun]:
+def plan_sweep(
+    recipe: SweepRecipe,
+    *,
+    device: str = "auto",
+    measure: bool = True,
+    out_dir: str | Path | None = None,
+    data: list[str] | None = None,
+    tokenizer: str | None = None,
+    measure_steps: int = 3,
+    threads: int | None = None,
+) -> list[PlannedRun]:
     """The runs of a recipe with N, D, C, steps and (``measure``) an estimated time.
 
     The time per step is measured: a few optimizer steps of each distinct (shape, batch) on the
@@ -437,28 +524,49 @@ def plan_sweep(recipe: SweepRecipe, *, device: str = "auto", measure: bool = Tru
         h = cfg.horizon(counts["total"], training_flops_per_token(arch, cfg.flops_convention))
         seconds = None
         if measure:
-            key = (cfg.model_kwargs()["n_layer"], cfg.d_model, cfg.n_head, cfg.d_ff, cfg.mlp,
-                   cfg.pos, cfg.seq_len, cfg.batch_size, cfg.vocab_size)
+            key = (
+                cfg.model_kwargs()["n_layer"],
+                cfg.d_model,
+                cfg.n_head,
+                cfg.d_ff,
+                cfg.mlp,
+                cfg.pos,
+                cfg.seq_len,
+                cfg.batch_size,
+                cfg.vocab_size,
+            )
             if key not in timed:
                 timed[key] = _seconds_per_step(cfg, dev, measure_steps)
             seconds = timed[key] * h.max_steps
-        rows.append(PlannedRun(cfg.run_id, groups.get(cfg.run_id, ""), cfg.label(), cfg.n_layer,
-                               cfg.d_model, cfg.batch_size, cfg.lr, float(counts["total"]),
-                               float(counts["non_embedding"]), h.tokens, h.flops, h.max_steps,
-                               h.warmup_steps, h.tokens_per_param, seconds,
-                               statuses.get(cfg.run_id)))
+        rows.append(
+            PlannedRun(
+                cfg.run_id,
+                groups.get(cfg.run_id, ""),
+                cfg.label(),
+                cfg.n_layer,
+                cfg.d_model,
+                cfg.batch_size,
+                cfg.lr,
+                float(counts["total"]),
+                float(counts["non_embedding"]),
+                h.tokens,
+                h.flops,
+                h.max_steps,
+                h.warmup_steps,
+                h.tokens_per_param,
+                seconds,
+                statuses.get(cfg.run_id),
+            )
+        )
     return rows
 
 
 def _seconds_per_step(cfg: RunConfig, device: str, steps: int) -> float:
     model = build_model(cfg, device)
-    opt = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay,
-                                    device.split(":")[0])
+    opt = model.configure_optimizer(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, device.split(":")[0])
     rng = np.random.default_rng(0)
-    tokens = rng.integers(0, cfg.vocab_size, size=cfg.batch_size * cfg.seq_len * 4,
-                          dtype=np.int64)
-    kw = dict(batch_size=cfg.batch_size, seq_len=cfg.seq_len, rng=rng, device=device,
-              grad_clip=cfg.grad_clip)
+    tokens = rng.integers(0, cfg.vocab_size, size=cfg.batch_size * cfg.seq_len * 4, dtype=np.int64)
+    kw = dict(batch_size=cfg.batch_size, seq_len=cfg.seq_len, rng=rng, device=device, grad_clip=cfg.grad_clip)
     train_steps(model, opt, tokens, steps=1, **kw)  # warm up allocators and kernels
     _, seconds = train_steps(model, opt, tokens, steps=steps, **kw)
     return seconds / steps

@@ -17,11 +17,11 @@ from typing import Annotated, Optional
 import typer
 import typer.core
 
-from scalecalc.errors import ExitCode, ScalecalcError, exit_status
-
 # typer vendors its own copy of click (typer._click, in every release pyproject admits), so its
 # exceptions come from there, not from a separately installed click.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+from scalecalc.errors import ExitCode, ScalecalcError, exit_status
 
 
 def _error(message: str, code: int) -> None:
@@ -37,8 +37,11 @@ class _Group(typer.core.TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             rv = super().main(
-                args=args, prog_name=prog_name, complete_var=complete_var,
-                standalone_mode=False, **extra,
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
             )
         except ScalecalcError as exc:
             _error(str(exc), exit_status(exc))
@@ -86,8 +89,16 @@ def _root(
 
 
 # command name -> module of scalecalc.cli that defines it
-COMMAND_MODULES = {"plan": "plan", "compare": "plan", "laws": "plan", "formula": "plan", "gpus": "plan",
-                   "flops": "flops", "fit": "fit", "calibrate": "calibrate"}
+COMMAND_MODULES = {
+    "plan": "plan",
+    "compare": "plan",
+    "laws": "plan",
+    "formula": "plan",
+    "gpus": "plan",
+    "flops": "flops",
+    "fit": "fit",
+    "calibrate": "calibrate",
+}
 
 
 def register(modules=None) -> None:

@@ -35,6 +35,7 @@ def _check(kind: str, option: str, names) -> object:
         if key not in valid:
             raise UnknownName(kind, str(value), valid, option)
         return key
+
     return callback
 
 

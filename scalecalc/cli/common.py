@@ -19,9 +19,10 @@ import io
 import json
 import math
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Callable, Iterable, Sequence
+from typing import Annotated, Any
 
 import typer
 
@@ -37,7 +38,9 @@ FormatOption = Annotated[
     typer.Option("--format", "-f", case_sensitive=False, help="Output format: table, json or csv."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Shorthand for --format json.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr (they stay in the JSON and CSV rows).")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No warnings on stderr (they stay in the JSON and CSV rows).")
+]
 
 
 def resolve_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
@@ -218,8 +221,18 @@ def wrap_line(text: str, indent: str = "    ") -> str:
     name), continuation lines indented."""
     import textwrap
 
-    return "\n".join(textwrap.wrap(text, width=max(40, output_width() - 1), subsequent_indent=indent,
-                                   break_long_words=False, break_on_hyphens=False)) or text
+    return (
+        "\n".join(
+            textwrap.wrap(
+                text,
+                width=max(40, output_width() - 1),
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+        or text
+    )
 
 
 def _cell(row: dict, col: Column) -> str:

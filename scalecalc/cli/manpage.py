@@ -57,23 +57,40 @@ def render(path: tuple[str, ...], cmd) -> str:
     """One man page in roff."""
     name = "-".join(path)
     summary = (cmd.short_help or (cmd.help or "").strip().splitlines()[0] if cmd.help else "").rstrip(".")
-    lines = [HEADER.rstrip("\n"), f'.TH "{name.upper()}" "1" "" "scalecalc {__version__}" "scalecalc manual"',
-             ".SH NAME", f"{_escape(name)} \\- {_escape(summary)}", ".SH SYNOPSIS",
-             f"\\fB{_escape(' '.join(path))}\\fR [\\fIOPTIONS\\fR]" + (" \\fICOMMAND\\fR" if hasattr(cmd, "commands") else ""),
-             ".SH DESCRIPTION", ".nf", _escape((cmd.help or "").strip()), ".fi"]
+    lines = [
+        HEADER.rstrip("\n"),
+        f'.TH "{name.upper()}" "1" "" "scalecalc {__version__}" "scalecalc manual"',
+        ".SH NAME",
+        f"{_escape(name)} \\- {_escape(summary)}",
+        ".SH SYNOPSIS",
+        f"\\fB{_escape(' '.join(path))}\\fR [\\fIOPTIONS\\fR]"
+        + (" \\fICOMMAND\\fR" if hasattr(cmd, "commands") else ""),
+        ".SH DESCRIPTION",
+        ".nf",
+        _escape((cmd.help or "").strip()),
+        ".fi",
+    ]
     if hasattr(cmd, "commands"):
         lines += [".SH COMMANDS"]
         for sub in sorted(cmd.commands):
             sub_help = (cmd.commands[sub].help or "").strip().splitlines()
-            lines += [".TP", f"\\fB{_escape(sub)}\\fR", _escape(sub_help[0] if sub_help else ""),
-                      f"See \\fB{_escape('-'.join((*path, sub)))}\\fR(1)."]
+            lines += [
+                ".TP",
+                f"\\fB{_escape(sub)}\\fR",
+                _escape(sub_help[0] if sub_help else ""),
+                f"See \\fB{_escape('-'.join((*path, sub)))}\\fR(1).",
+            ]
     options = _options(cmd)
     if options:
         lines += [".SH OPTIONS", *options]
     if len(path) == 1:
-        lines += [".SH EXIT STATUS", "0 success; 1 a failure (bad data, infeasible target); 2 a usage error "
-                  "(bad option or input file); 130 interrupted.", ".SH ENVIRONMENT",
-                  "\\fBSCALECALC_HOME\\fR: where corpora caches live (default ~/.cache/scalecalc)."]
+        lines += [
+            ".SH EXIT STATUS",
+            "0 success; 1 a failure (bad data, infeasible target); 2 a usage error "
+            "(bad option or input file); 130 interrupted.",
+            ".SH ENVIRONMENT",
+            "\\fBSCALECALC_HOME\\fR: where corpora caches live (default ~/.cache/scalecalc).",
+        ]
     return "\n".join(lines) + "\n"
 
 

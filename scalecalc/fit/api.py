@@ -10,11 +10,28 @@ FORMS = ("chinchilla", "gadre", "muennighoff", "auto", "isoflop", "envelope", "k
 PARAMETRIC = ("chinchilla", "gadre", "muennighoff", "kaplan", "auto")
 
 
-def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: float = 1e-3,
-            grid=None, bootstrap: int = 0, seed: int = 0, budgets=None, workers=None,
-            interp: str = "auto", seed_noise: float = 0.002, irreducible: bool = False,
-            kaplan_vars: str = "N", n_grid: int = 250, holdout: str = "auto", fix=(),
-            prior=(), compare_forms: bool = False, progress=None) -> FitResult:
+def fit_law(
+    runs,
+    form: str = "chinchilla",
+    *,
+    objective: str = "huber",
+    delta: float = 1e-3,
+    grid=None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    budgets=None,
+    workers=None,
+    interp: str = "auto",
+    seed_noise: float = 0.002,
+    irreducible: bool = False,
+    kaplan_vars: str = "N",
+    n_grid: int = 250,
+    holdout: str = "auto",
+    fix=(),
+    prior=(),
+    compare_forms: bool = False,
+    progress=None,
+) -> FitResult:
     """Fit a scaling law of the given form to runs.
 
     Parameters
@@ -62,8 +79,7 @@ def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: 
     """
     form = str(form).lower()
     if objective not in OBJECTIVES:
-        raise UsageError(f"--objective: unknown objective {objective!r}; choose from "
-                         f"{', '.join(OBJECTIVES)}")
+        raise UsageError(f"--objective: unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
     if objective != "mse" and not delta > 0:
         raise UsageError(f"--delta: {delta} must be > 0")
     if bootstrap < 0:
@@ -72,18 +88,29 @@ def fit_law(runs, form: str = "chinchilla", *, objective: str = "huber", delta: 
         from scalecalc.fit.constraints import parse_constraints
         from scalecalc.fit.select import fit_forms
 
-        return fit_forms(runs, form, constraints=parse_constraints(fix, prior), holdout=holdout,
-                         compare=compare_forms, objective=objective, delta=delta, grid=grid,
-                         bootstrap=bootstrap, seed=seed, budgets=budgets, workers=workers,
-                         irreducible=irreducible, kaplan_vars=kaplan_vars, progress=progress)
+        return fit_forms(
+            runs,
+            form,
+            constraints=parse_constraints(fix, prior),
+            holdout=holdout,
+            compare=compare_forms,
+            objective=objective,
+            delta=delta,
+            grid=grid,
+            bootstrap=bootstrap,
+            seed=seed,
+            budgets=budgets,
+            workers=workers,
+            irreducible=irreducible,
+            kaplan_vars=kaplan_vars,
+            progress=progress,
+        )
     if fix or prior:
-        raise UsageError(f"--fix/--prior: only for the parametric forms (chinchilla, gadre, "
-                         f"kaplan), not --form {form}")
+        raise UsageError(f"--fix/--prior: only for the parametric forms (chinchilla, gadre, kaplan), not --form {form}")
     if form == "isoflop":
         from scalecalc.fit.isoflop import fit_isoflop
 
-        return fit_isoflop(runs, interp=interp, bootstrap=bootstrap, seed=seed, budgets=budgets,
-                           seed_noise=seed_noise)
+        return fit_isoflop(runs, interp=interp, bootstrap=bootstrap, seed=seed, budgets=budgets, seed_noise=seed_noise)
     if form == "envelope":
         from scalecalc.fit.envelope import fit_envelope
 

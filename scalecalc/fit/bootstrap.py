@@ -36,23 +36,21 @@ def _chunk(args):
     theta0 = np.tile(starts, (R, 1))
     cnt = np.repeat(counts, S0, axis=0)
     # Stage 1 (single precision, a few iterations): which start leads for each replicate.
-    res = batched_lm(model, theta0, X, y, cnt, objective=objective, delta=delta, max_iter=25,
-                     dtype=np.float32)
+    res = batched_lm(model, theta0, X, y, cnt, objective=objective, delta=delta, max_iter=25, dtype=np.float32)
     pick = np.argmin(res.f.reshape(R, S0), axis=1)
     lead = np.arange(R) * S0 + pick
     # Stage 2 (double precision): the leader of each replicate to convergence.
-    fin = batched_lm(model, res.theta[lead], X, y, counts, objective=objective, delta=delta,
-                     max_iter=300, lam0=res.lam[lead])
+    fin = batched_lm(
+        model, res.theta[lead], X, y, counts, objective=objective, delta=delta, max_iter=300, lam0=res.lam[lead]
+    )
     out, conv, nfev = fin.theta, fin.converged, res.nfev + fin.nfev
     for i in np.flatnonzero(~conv):  # rare: finish with L-BFGS-B
-        out[i], _, _, nf, _ = polish(model, out[i], X, y, counts[i], objective=objective,
-                                     delta=delta, maxiter=500)
+        out[i], _, _, nf, _ = polish(model, out[i], X, y, counts[i], objective=objective, delta=delta, maxiter=500)
         nfev += nf
     return out, nfev
 
 
-def bootstrap_parametric(model, X, y, starts, *, K, seed, objective, delta, workers=None,
-                         counts=None, progress=None):
+def bootstrap_parametric(model, X, y, starts, *, K, seed, objective, delta, workers=None, counts=None, progress=None):
     """Refit K resamples; returns (thetas (K, P), total nfev).
 
     ``counts`` (K, n) gives each replicate's point weights (default: rows resampled with

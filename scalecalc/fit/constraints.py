@@ -41,8 +41,10 @@ def _number(text: str, option: str, whole: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise UsageError(f"{option}: cannot read {whole!r}; write NAME=VALUE, e.g. "
-                         f"{option} {'alpha=0.34' if option == '--fix' else 'E=1.8±0.1'}") from None
+        raise UsageError(
+            f"{option}: cannot read {whole!r}; write NAME=VALUE, e.g. "
+            f"{option} {'alpha=0.34' if option == '--fix' else 'E=1.8±0.1'}"
+        ) from None
     if not np.isfinite(v):
         raise UsageError(f"{option}: {whole!r} is not a finite number")
     return v
@@ -60,8 +62,7 @@ def parse_constraints(fix=(), prior=()) -> Constraints:
         m = _ASSIGN.match(str(text))
         parts = re.split(r"±|\+/-|\+-", m.group(2)) if m else []
         if len(parts) != 2:
-            raise UsageError(f"--prior: cannot read {text!r}; write NAME=MEAN±SD (or +-), e.g. "
-                             "--prior E=1.8±0.1")
+            raise UsageError(f"--prior: cannot read {text!r}; write NAME=MEAN±SD (or +-), e.g. --prior E=1.8±0.1")
         mean, sd = (_number(p, "--prior", text) for p in parts)
         if not sd > 0:
             raise UsageError(f"--prior: the sd in {text!r} must be > 0")
@@ -77,8 +78,10 @@ def check_names(constraints: Constraints, model) -> None:
     for option, names in (("--fix", constraints.fixed), ("--prior", constraints.priors)):
         for name in names:
             if name not in model.constant_names:
-                raise UsageError(f"{option}: --form {model.form} has no constant {name!r}; its "
-                                 f"constants are {', '.join(model.constant_names)}")
+                raise UsageError(
+                    f"{option}: --form {model.form} has no constant {name!r}; its "
+                    f"constants are {', '.join(model.constant_names)}"
+                )
 
 
 class Constrained:
@@ -97,8 +100,7 @@ class Constrained:
         self.constant_names = base.constant_names
         idx = {name: _theta_index(base, name) for name in constraints.fixed}
         self.fixed_idx = np.array(sorted(idx.values()), dtype=int)
-        self.fixed_val = np.array([_to_theta(base, name, constraints.fixed[name])
-                                   for name in sorted(idx, key=idx.get)])
+        self.fixed_val = np.array([_to_theta(base, name, constraints.fixed[name]) for name in sorted(idx, key=idx.get)])
         for name, v in constraints.fixed.items():
             lo, hi = base.lower[idx[name]], base.upper[idx[name]]
             if not lo <= _to_theta(base, name, v) <= hi:
@@ -106,8 +108,10 @@ class Constrained:
         self.free = np.setdiff1d(np.arange(len(base.names)), self.fixed_idx)
         self.names = tuple(base.names[i] for i in self.free)
         self.lower, self.upper = base.lower[self.free], base.upper[self.free]
-        self.priors = [(name, int(np.flatnonzero(self.free == _theta_index(base, name))[0]), m, s)
-                       for name, (m, s) in constraints.priors.items()]
+        self.priors = [
+            (name, int(np.flatnonzero(self.free == _theta_index(base, name))[0]), m, s)
+            for name, (m, s) in constraints.priors.items()
+        ]
         self.temperature = float(temperature)
 
     # Expansion between free and full theta ---------------------------------------------------
@@ -138,10 +142,12 @@ class Constrained:
         if not self.priors:
             return X, y, w
         p = self.n_pseudo
-        weight = self.temperature / (2 * PSEUDO_SCALE ** 2)
-        return (np.concatenate([X, np.zeros((X.shape[0], p))], axis=1),
-                np.concatenate([y, np.zeros(p)]),
-                np.concatenate([w, np.full(p, weight)]))
+        weight = self.temperature / (2 * PSEUDO_SCALE**2)
+        return (
+            np.concatenate([X, np.zeros((X.shape[0], p))], axis=1),
+            np.concatenate([y, np.zeros(p)]),
+            np.concatenate([w, np.full(p, weight)]),
+        )
 
     def predict(self, theta, X, jac=True):
         p = self.n_pseudo

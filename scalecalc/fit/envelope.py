@@ -21,18 +21,28 @@ from scalecalc.fit.result import FitResult, percentile_interval
 def _curves(runs):
     """Per run: sorted log C, log L, log D and N (the run's median params)."""
     if runs.run is None:
-        raise DataError(f"{runs.source}: --form envelope needs learning curves: a run column "
-                        "(run, run_id, model) and one row per logged step")
+        raise DataError(
+            f"{runs.source}: --form envelope needs learning curves: a run column "
+            "(run, run_id, model) and one row per logged step"
+        )
     curves = []
     for rid in np.unique(runs.run):
         idx = np.flatnonzero(runs.run == rid)
         idx = idx[np.argsort(runs.flops[idx], kind="stable")]
         if idx.size >= 2:
-            curves.append((np.log(runs.flops[idx]), np.log(runs.loss[idx]),
-                           np.log(runs.tokens[idx]), float(np.median(runs.params[idx]))))
+            curves.append(
+                (
+                    np.log(runs.flops[idx]),
+                    np.log(runs.loss[idx]),
+                    np.log(runs.tokens[idx]),
+                    float(np.median(runs.params[idx])),
+                )
+            )
     if len(curves) < 3:
-        raise NotEnoughData(f"{runs.source}: {len(curves)} learning curves with 2+ points; "
-                            "--form envelope needs at least 3 runs of different sizes")
+        raise NotEnoughData(
+            f"{runs.source}: {len(curves)} learning curves with 2+ points; "
+            "--form envelope needs at least 3 runs of different sizes"
+        )
     return curves
 
 
@@ -73,8 +83,10 @@ def fit_envelope(runs, *, bootstrap=0, seed=0, budgets=None, n_grid=250) -> FitR
     grid, lnL, lnD, N = _on_grid(curves, n_grid)
     C, Ns, Ds, who = _envelope(grid, lnL, lnD, N)
     if C.size < 3:
-        raise NotEnoughData(f"{runs.source}: the learning curves overlap at {C.size} FLOP values; "
-                            "--form envelope needs runs whose FLOP ranges overlap")
+        raise NotEnoughData(
+            f"{runs.source}: the learning curves overlap at {C.size} FLOP values; "
+            "--form envelope needs runs whose FLOP ranges overlap"
+        )
     G, a, resN, objN = fit_power(C, Ns)
     H, b, _, _ = fit_power(C, Ds)
     consts = {"G": G, "a": a, "H": H, "b": b}
@@ -87,19 +99,31 @@ def fit_envelope(runs, *, bootstrap=0, seed=0, budgets=None, n_grid=250) -> FitR
         samples = _bootstrap(grid, lnL, lnD, N, int(bootstrap), seed)
     warnings = diag.too_few_points(len(curves), 2) + diag.short_spans(runs, ("params",)) + warnings
     return FitResult(
-        form="envelope", params=consts, success=True, message="least squares",
-        nfev=1 + int(bootstrap), n_points=len(runs), objective=objN,
-        residual_rms=float(np.sqrt(np.mean(resN ** 2))),
+        form="envelope",
+        params=consts,
+        success=True,
+        message="least squares",
+        nfev=1 + int(bootstrap),
+        n_points=len(runs),
+        objective=objN,
+        residual_rms=float(np.sqrt(np.mean(resN**2))),
         method=f"lower envelope of {len(curves)} learning curves on {n_grid} log-spaced FLOP values, "
-               "least squares of log N*, log D* against log C",
+        "least squares of log N*, log D* against log C",
         stderr={n: float(np.std(s, ddof=1)) for n, s in samples.items()},
         intervals={n: percentile_interval(s) for n, s in samples.items()},
-        warnings=tuple(warnings), fitted_range=diag.fitted_range(runs), bootstrap=samples,
-        derived=allocation_rows(consts, samples, budgets), implied=implied_allocation(consts),
-        objective_name="ols", delta=None, flops_convention=runs.flops_convention,
-        source=runs.source, params_formula="G * C**a", tokens_formula="H * C**b",
-        details={"envelope": {"compute": C, "params": Ns, "tokens": Ds}, "seed": seed,
-                 "curves": curves})
+        warnings=tuple(warnings),
+        fitted_range=diag.fitted_range(runs),
+        bootstrap=samples,
+        derived=allocation_rows(consts, samples, budgets),
+        implied=implied_allocation(consts),
+        objective_name="ols",
+        delta=None,
+        flops_convention=runs.flops_convention,
+        source=runs.source,
+        params_formula="G * C**a",
+        tokens_formula="H * C**b",
+        details={"envelope": {"compute": C, "params": Ns, "tokens": Ds}, "seed": seed, "curves": curves},
+    )
 
 
 def _bootstrap(grid, lnL, lnD, N, K, seed):

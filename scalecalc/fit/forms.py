@@ -53,8 +53,12 @@ class Gadre:
 
     def constants(self, theta) -> dict:
         theta = np.asarray(theta, float)
-        return {"E": np.exp(theta[..., 2]), "A": np.exp(theta[..., 0]), "B": np.exp(theta[..., 1]),
-                "alpha": theta[..., 3]}
+        return {
+            "E": np.exp(theta[..., 2]),
+            "A": np.exp(theta[..., 0]),
+            "B": np.exp(theta[..., 1]),
+            "alpha": theta[..., 3],
+        }
 
 
 class Muennighoff:
@@ -107,8 +111,14 @@ class Muennighoff:
 
     def constants(self, theta) -> dict:
         theta = np.asarray(theta, float)
-        return {"E": np.exp(theta[..., 2]), "A": np.exp(theta[..., 0]), "B": np.exp(theta[..., 1]),
-                "alpha": theta[..., 3], "beta": theta[..., 4], "Rstar": np.exp(theta[..., 5])}
+        return {
+            "E": np.exp(theta[..., 2]),
+            "A": np.exp(theta[..., 0]),
+            "B": np.exp(theta[..., 1]),
+            "alpha": theta[..., 3],
+            "beta": theta[..., 4],
+            "Rstar": np.exp(theta[..., 5]),
+        }
 
 
 def make_model(form: str):
@@ -124,8 +134,10 @@ def design(model, runs=None, params=None, tokens=None, unique=None):
         params, tokens, unique = runs.params, runs.tokens, runs.unique_tokens
     if hasattr(getattr(model, "base", model), "design"):
         if unique is None:
-            raise UsageError("--form muennighoff needs a unique_tokens column (U_D, the distinct "
-                             "tokens each run saw; D > U_D where data repeat)")
+            raise UsageError(
+                "--form muennighoff needs a unique_tokens column (U_D, the distinct "
+                "tokens each run saw; D > U_D where data repeat)"
+            )
         return getattr(model, "base", model).design(params, tokens, unique)
     return np.stack([np.log(params), np.log(tokens)])
 

@@ -20,8 +20,16 @@ from scalecalc.fit.diagnostics import model_sizes
 
 MIN_SIZES_FOR_DEFAULT = 4
 HOLDOUT_REPLICATES = 200
-_COLUMNS = {"params": "params", "n": "params", "tokens": "tokens", "d": "tokens",
-            "flops": "flops", "c": "flops", "compute": "flops", "loss": "loss"}
+_COLUMNS = {
+    "params": "params",
+    "n": "params",
+    "tokens": "tokens",
+    "d": "tokens",
+    "flops": "flops",
+    "c": "flops",
+    "compute": "flops",
+    "loss": "loss",
+}
 
 
 def check_spec(spec) -> str:
@@ -43,8 +51,10 @@ def _parse_filter(text):
     try:
         col, op, value = _parse_where(text)
     except UsageError:
-        raise UsageError(f"--holdout: cannot read {text!r}; give largest, a number of sizes, "
-                         "none, or a filter such as 'params > 1e9'") from None
+        raise UsageError(
+            f"--holdout: cannot read {text!r}; give largest, a number of sizes, "
+            "none, or a filter such as 'params > 1e9'"
+        ) from None
     key = _COLUMNS.get(col.strip().lower())
     if key is None:
         raise UsageError(f"--holdout: {col!r} is not params, tokens, flops or loss")
@@ -71,8 +81,9 @@ def select(runs, spec) -> np.ndarray | None:
     if spec.isdigit():
         k = int(spec)
         if k >= n_sizes:
-            raise UsageError(f"--holdout: {k} sizes hold out every run ({n_sizes} sizes in "
-                             f"{runs.source}); hold out fewer")
+            raise UsageError(
+                f"--holdout: {k} sizes hold out every run ({n_sizes} sizes in {runs.source}); hold out fewer"
+            )
         return sizes >= n_sizes - k
     key, op, v = _parse_filter(spec)
     x = getattr(runs, key)
@@ -83,14 +94,18 @@ def check_left(runs, mask, n_free: int, spec) -> None:
     """UsageError when the holdout removes everything, nothing, or leaves too few runs."""
     n_out = int(mask.sum())
     if n_out == len(runs):
-        raise UsageError(f"--holdout {spec}: holds out all {len(runs)} runs; nothing is left to "
-                         "fit; hold out fewer (e.g. --holdout largest)")
+        raise UsageError(
+            f"--holdout {spec}: holds out all {len(runs)} runs; nothing is left to "
+            "fit; hold out fewer (e.g. --holdout largest)"
+        )
     if n_out == 0:
         raise UsageError(f"--holdout {spec}: matches no run of {runs.source}; nothing to predict")
     left = len(runs) - n_out
     if left <= n_free:
-        raise UsageError(f"--holdout {spec}: leaves {left} runs for {n_free} free constants; "
-                         f"hold out fewer (at least {n_free + 1} must remain)")
+        raise UsageError(
+            f"--holdout {spec}: leaves {left} runs for {n_free} free constants; "
+            f"hold out fewer (at least {n_free + 1} must remain)"
+        )
 
 
 def evaluate(runs, mask, fit_train, *, spec, bootstrap=0, seed=0) -> dict:
@@ -109,18 +124,27 @@ def evaluate(runs, mask, fit_train, *, spec, bootstrap=0, seed=0) -> dict:
     err = pred / test.loss - 1
     rows = []
     for j in range(len(test)):
-        row = {"params": float(test.params[j]), "tokens": float(test.tokens[j]),
-               "loss": float(test.loss[j]), "predicted": float(pred[j]),
-               "rel_error": float(err[j])}
+        row = {
+            "params": float(test.params[j]),
+            "tokens": float(test.tokens[j]),
+            "loss": float(test.loss[j]),
+            "predicted": float(pred[j]),
+            "rel_error": float(err[j]),
+        }
         if ci is not None:
             row["interval"] = [float(ci[j, 0]), float(ci[j, 1])]
             row["covered"] = bool(ci[j, 0] <= test.loss[j] <= ci[j, 1])
         rows.append(row)
-    out = {"selection": str(spec), "n_train": len(train), "n_held_out": len(test),
-           "train_params_max": float(train.params.max()),
-           "mean_abs_rel_error": float(np.mean(np.abs(err))),
-           "max_abs_rel_error": float(np.max(np.abs(err))),
-           "bootstrap_replicates": K, "runs": rows}
+    out = {
+        "selection": str(spec),
+        "n_train": len(train),
+        "n_held_out": len(test),
+        "train_params_max": float(train.params.max()),
+        "mean_abs_rel_error": float(np.mean(np.abs(err))),
+        "max_abs_rel_error": float(np.max(np.abs(err))),
+        "bootstrap_replicates": K,
+        "runs": rows,
+    }
     if ci is not None:
         out["covered"] = int(sum(r["covered"] for r in rows))
     out["train_constants"] = {k: float(v) for k, v in res.params.items()}
@@ -134,6 +158,8 @@ def warnings(block: dict) -> list[str]:
     missed = block["n_held_out"] - block["covered"]
     if missed == 0:
         return []
-    return [f"{missed} of {block['n_held_out']} held-out runs fall outside their 95% prediction "
-            f"intervals (mean |error| {block['mean_abs_rel_error']:.2%}); the intervals "
-            "understate the extrapolation error"]
+    return [
+        f"{missed} of {block['n_held_out']} held-out runs fall outside their 95% prediction "
+        f"intervals (mean |error| {block['mean_abs_rel_error']:.2%}); the intervals "
+        "understate the extrapolation error"
+    ]

@@ -20,7 +20,7 @@ from scalecalc.fit.powerlaw import fit_power
 from scalecalc.fit.result import IMPLIED_BUDGETS, FitResult, percentile_interval
 
 BUDGET_GAP_DEX = 0.05  # consecutive log10 C values further apart than this start a new budget
-MIN_SIZES = 3          # distinct sizes a curve needs
+MIN_SIZES = 3  # distinct sizes a curve needs
 
 
 def group_budgets(runs, gap_dex: float = BUDGET_GAP_DEX):
@@ -35,7 +35,7 @@ def group_budgets(runs, gap_dex: float = BUDGET_GAP_DEX):
 
 
 INTERPS = ("auto", "parabola", "local", "akima")
-ASYMMETRY_F = 10.0     # F statistic of the cubic term above which a profile counts as asymmetric
+ASYMMETRY_F = 10.0  # F statistic of the cubic term above which a profile counts as asymmetric
 LOCAL_WIDTH_DEX = 0.5  # std (decades of N) of the Gaussian weights of the local parabola
 
 
@@ -121,8 +121,7 @@ def _minima(runs, groups, interp, noise=None):
     return out, reasons
 
 
-def fit_isoflop(runs, *, interp="auto", bootstrap=0, seed=0, budgets=None,
-                seed_noise=0.002) -> FitResult:
+def fit_isoflop(runs, *, interp="auto", bootstrap=0, seed=0, budgets=None, seed_noise=0.002) -> FitResult:
     """IsoFLOP fit (approach 2). See the module docstring for the method."""
     if interp not in INTERPS:
         raise UsageError(f"--interp: {interp!r} is not {', '.join(INTERPS)}")
@@ -136,9 +135,11 @@ def fit_isoflop(runs, *, interp="auto", bootstrap=0, seed=0, budgets=None,
     keep = np.array([not why for why in reasons])
     warnings = [f"budget C = {C:.3g} dropped: {why}" for (C, _), why in zip(groups, reasons) if why]
     if keep.sum() < 2:
-        raise NotEnoughData(f"{runs.source}: {int(keep.sum())} usable IsoFLOP budget(s) out of "
-                            f"{len(groups)}; --form isoflop needs at least 2 budgets, each with "
-                            f"{MIN_SIZES}+ model sizes around the loss minimum")
+        raise NotEnoughData(
+            f"{runs.source}: {int(keep.sum())} usable IsoFLOP budget(s) out of "
+            f"{len(groups)}; --form isoflop needs at least 2 budgets, each with "
+            f"{MIN_SIZES}+ model sizes around the loss minimum"
+        )
     Cb = np.array([g[0] for g in groups])
     sigma = np.ones((len(groups), 2))
     reps = None
@@ -154,39 +155,67 @@ def fit_isoflop(runs, *, interp="auto", bootstrap=0, seed=0, budgets=None,
     if reps is not None:
         samples = _refit_replicates(Cb, reps, sigma, k)
     n_used = int(sum(len(groups[i][1]) for i in np.flatnonzero(k)))
-    warnings = (diag.too_few_points(int(k.sum()), 2) + _span(Cb[k]) + warnings
-                + diag.outliers(resN, None, "log N* about the fit"))
+    warnings = (
+        diag.too_few_points(int(k.sum()), 2)
+        + _span(Cb[k])
+        + warnings
+        + diag.outliers(resN, None, "log N* about the fit")
+    )
     if abs(a + b - 1) > 0.05:
         warnings.append(f"a + b = {a + b:.3f} differs from 1; N*·D* does not scale like C")
-    minima = [{"compute": float(Cb[i]), "params": float(np.exp(mins[i, 0])),
-               "tokens": float(np.exp(mins[i, 1])), "loss": float(np.exp(mins[i, 2])),
-               "n_points": int(len(groups[i][1])), "used": bool(k[i]), "interp": per_budget[i]}
-              for i in range(len(groups))]
+    minima = [
+        {
+            "compute": float(Cb[i]),
+            "params": float(np.exp(mins[i, 0])),
+            "tokens": float(np.exp(mins[i, 1])),
+            "loss": float(np.exp(mins[i, 2])),
+            "n_points": int(len(groups[i][1])),
+            "used": bool(k[i]),
+            "interp": per_budget[i],
+        }
+        for i in range(len(groups))
+    ]
     how = interp if interp != "auto" else f"auto ({chosen}: an asymmetry test, see --interp)"
     return FitResult(
-        form="isoflop", params=consts, success=True, message="weighted least squares",
-        nfev=len(groups) * (1 + int(bootstrap)), n_points=n_used, objective=objN,
-        residual_rms=float(np.sqrt(np.mean(resN ** 2))),
+        form="isoflop",
+        params=consts,
+        success=True,
+        message="weighted least squares",
+        nfev=len(groups) * (1 + int(bootstrap)),
+        n_points=n_used,
+        objective=objN,
+        residual_rms=float(np.sqrt(np.mean(resN**2))),
         method=f"IsoFLOP minima by {how} in log N ({int(k.sum())} of {len(groups)} budgets), "
-               "WLS fit of log N*, log D* against log C",
+        "WLS fit of log N*, log D* against log C",
         stderr={n: float(np.nanstd(s, ddof=1)) for n, s in samples.items()},
         intervals={n: percentile_interval(s) for n, s in samples.items()},
-        warnings=tuple(warnings), fitted_range=diag.fitted_range(runs.subset(
-            np.concatenate([groups[i][1] for i in np.flatnonzero(k)]))),
-        bootstrap=samples, derived=allocation_rows(consts, samples, budgets),
-        implied=implied_allocation(consts), objective_name="wls", delta=None,
-        flops_convention=runs.flops_convention, source=runs.source,
-        params_formula="G * C**a", tokens_formula="H * C**b",
+        warnings=tuple(warnings),
+        fitted_range=diag.fitted_range(runs.subset(np.concatenate([groups[i][1] for i in np.flatnonzero(k)]))),
+        bootstrap=samples,
+        derived=allocation_rows(consts, samples, budgets),
+        implied=implied_allocation(consts),
+        objective_name="wls",
+        delta=None,
+        flops_convention=runs.flops_convention,
+        source=runs.source,
+        params_formula="G * C**a",
+        tokens_formula="H * C**b",
         estimator={"interp": interp, "used": chosen if isinstance(chosen, str) else list(chosen)},
-        details={"minima": minima, "interp": interp, "seed": seed, "seed_noise": seed_noise,
-                 "points": runs, "groups": groups})
+        details={
+            "minima": minima,
+            "interp": interp,
+            "seed": seed,
+            "seed_noise": seed_noise,
+            "points": runs,
+            "groups": groups,
+        },
+    )
 
 
 def _span(C) -> list[str]:
     dec = float(np.log10(C.max() / C.min()))
     if dec < diag.MIN_DECADES:
-        return [f"the budgets span only {dec:.2f} decades of compute (< 1); the exponents a and b "
-                "are not identifiable"]
+        return [f"the budgets span only {dec:.2f} decades of compute (< 1); the exponents a and b are not identifiable"]
     return []
 
 
@@ -206,8 +235,9 @@ def _bootstrap(runs, groups, interp, K, seed, seed_noise):
     warnings = []
     for i, (C, idx) in enumerate(groups):
         if frac[i] < 0.5:  # Porian et al.: at least half the replicates must be interior
-            warnings.append(f"budget C = {C:.3g} dropped: its minimum is interior in only "
-                            f"{frac[i]:.0%} of bootstrap replicates")
+            warnings.append(
+                f"budget C = {C:.3g} dropped: its minimum is interior in only {frac[i]:.0%} of bootstrap replicates"
+            )
             continue
         u = np.unique(np.log(runs.params[idx]))
         floor = np.median(np.diff(u)) / 3 if u.size > 1 else 0.0
@@ -236,8 +266,13 @@ def allocation_rows(c, samples, budgets):
     rows = []
     for C in np.asarray(budgets, float):
         N, D = c["G"] * C ** c["a"], c["H"] * C ** c["b"]
-        row = {"compute": float(C), "params": float(N), "tokens": float(D), "loss": None,
-               "tokens_per_param": float(D / N)}
+        row = {
+            "compute": float(C),
+            "params": float(N),
+            "tokens": float(D),
+            "loss": None,
+            "tokens_per_param": float(D / N),
+        }
         if samples:
             row["params_ci"] = list(percentile_interval(samples["G"] * C ** samples["a"]))
             row["tokens_ci"] = list(percentile_interval(samples["H"] * C ** samples["b"]))
@@ -246,6 +281,8 @@ def allocation_rows(c, samples, budgets):
 
 
 def implied_allocation(c):
-    return {"a": c["a"], "b": c["b"],
-            "tokens_per_param": {f"{C:.0e}": float(c["H"] * C ** c["b"] / (c["G"] * C ** c["a"]))
-                                 for C in IMPLIED_BUDGETS}}
+    return {
+        "a": c["a"],
+        "b": c["b"],
+        "tokens_per_param": {f"{C:.0e}": float(c["H"] * C ** c["b"] / (c["G"] * C ** c["a"])) for C in IMPLIED_BUDGETS},
+    }

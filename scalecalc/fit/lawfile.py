@@ -26,12 +26,15 @@ def law_dict(result, name: str = "fitted", source: str | None = None) -> dict:
     law: dict = {
         "name": name,
         "title": f"{result.form} fit of {Path(result.source).name or 'runs'} ({result.n_points} "
-                 f"{'budgets' if result.form == 'isoflop' else 'points'})",
+        f"{'budgets' if result.form == 'isoflop' else 'points'})",
         "source": source or f"scalecalc fit --form {result.form} {result.source}",
         "form": result.form,
     }
-    for key, formula in (("loss", result.loss_formula), ("params", result.params_formula),
-                         ("tokens", result.tokens_formula)):
+    for key, formula in (
+        ("loss", result.loss_formula),
+        ("params", result.params_formula),
+        ("tokens", result.tokens_formula),
+    ):
         if formula:
             law[key] = formula
     law["constants"] = {k: _num(v) for k, v in result.params.items()}
@@ -79,8 +82,11 @@ def _provenance(result) -> dict:
     prov.update({k: v for k, v in result.details.items() if k in ("seed", "interp", "seed_noise")})
     if result.holdout:  # how well the law extrapolated when fitted without the largest runs
         h = result.holdout
-        prov["holdout"] = {"selection": h["selection"], "n_held_out": int(h["n_held_out"]),
-                           "mean_abs_rel_error": _num(h["mean_abs_rel_error"])}
+        prov["holdout"] = {
+            "selection": h["selection"],
+            "n_held_out": int(h["n_held_out"]),
+            "mean_abs_rel_error": _num(h["mean_abs_rel_error"]),
+        }
         if "covered" in h:
             prov["holdout"]["covered"] = int(h["covered"])
     return prov

@@ -41,7 +41,7 @@ def _grid_subset(full: np.ndarray, grid, form: str) -> np.ndarray:
     if grid in (None, "full"):
         return full
     if grid == "coarse":
-        return full[::max(1, len(full) // 108)]
+        return full[:: max(1, len(full) // 108)]
     count = check_grid(grid)
     if count >= len(full):
         return full
@@ -66,8 +66,7 @@ class Chinchilla:
         alpha = beta = e = np.arange(5) * 0.5
         e = np.arange(-1, 1.01, 0.5)
         a = b = np.arange(0, 26, 5.0)
-        full = np.array([(ai, bi, ei, al, be) for al, be, ei, ai, bi
-                         in itertools.product(alpha, beta, e, a, b)])
+        full = np.array([(ai, bi, ei, al, be) for al, be, ei, ai, bi in itertools.product(alpha, beta, e, a, b)])
         return _grid_subset(full, grid, self.form)
 
     def predict(self, theta, X, jac=True):
@@ -123,8 +122,13 @@ class Chinchilla:
 
     def constants(self, theta) -> dict:
         theta = np.asarray(theta, float)
-        return {"E": np.exp(theta[..., 2]), "A": np.exp(theta[..., 0]), "B": np.exp(theta[..., 1]),
-                "alpha": theta[..., 3], "beta": theta[..., 4]}
+        return {
+            "E": np.exp(theta[..., 2]),
+            "A": np.exp(theta[..., 0]),
+            "B": np.exp(theta[..., 1]),
+            "alpha": theta[..., 3],
+            "beta": theta[..., 4],
+        }
 
 
 class KaplanPower:
@@ -141,7 +145,7 @@ class KaplanPower:
         self.uses = ("params",) if var == "N" else ("tokens",)
         self.names = ("alpha", "c") + (("e",) if irreducible else ())
         xc, al = f"{var}c", f"alpha_{var}"
-        self.constant_names = ((("E",) if irreducible else ()) + (xc, al))
+        self.constant_names = (("E",) if irreducible else ()) + (xc, al)
         term = f"({xc} / {var})**{al}"
         self.loss_formula = f"E + {term}" if irreducible else term
         self.lower = np.array([1e-4, -100.0] + ([-30.0] if irreducible else []))
@@ -150,9 +154,11 @@ class KaplanPower:
     def starts(self, grid=None) -> np.ndarray:
         alpha = [0.02, 0.05, 0.1, 0.2, 0.4, 0.8]
         c = [10.0, 20.0, 30.0, 40.0, 60.0]
-        rows = [(al, ci) + ((ei,) if self.irreducible else ())
-                for al, ci in itertools.product(alpha, c)
-                for ei in ([-1.0, 0.0, 0.5, 1.0] if self.irreducible else [None])]
+        rows = [
+            (al, ci) + ((ei,) if self.irreducible else ())
+            for al, ci in itertools.product(alpha, c)
+            for ei in ([-1.0, 0.0, 0.5, 1.0] if self.irreducible else [None])
+        ]
         return _grid_subset(np.array(rows, float), grid, self.form)
 
     def predict(self, theta, X, jac=True):
@@ -208,8 +214,12 @@ class KaplanND:
 
     def constants(self, theta) -> dict:
         theta = np.asarray(theta, float)
-        return {"Nc": np.exp(theta[..., 2]), "Dc": np.exp(theta[..., 3]),
-                "alpha_N": theta[..., 0], "alpha_D": theta[..., 1]}
+        return {
+            "Nc": np.exp(theta[..., 2]),
+            "Dc": np.exp(theta[..., 3]),
+            "alpha_N": theta[..., 0],
+            "alpha_D": theta[..., 1],
+        }
 
 
 def kaplan_model(variables: str = "N", irreducible: bool = False):
@@ -218,7 +228,9 @@ def kaplan_model(variables: str = "N", irreducible: bool = False):
         return KaplanPower(v, irreducible)
     if v == "ND":
         if irreducible:
-            raise UsageError("--irreducible: not available with --kaplan-vars ND (Kaplan eq. 1.5 "
-                             "has no irreducible term); use N or D")
+            raise UsageError(
+                "--irreducible: not available with --kaplan-vars ND (Kaplan eq. 1.5 "
+                "has no irreducible term); use N or D"
+            )
         return KaplanND()
     raise UsageError(f"--kaplan-vars: {variables!r} is not N, D or ND")

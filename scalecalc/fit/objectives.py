@@ -59,6 +59,5 @@ def penalty(name: str):
     if name == "mse":
         return mse, (lambda r, d: r), (lambda r, d: np.ones_like(r))
     if name == "asymmetric":
-        return (asymmetric, lambda r, d: _asym(r) * huber_psi(r, d),
-                lambda r, d: _asym(r) * huber_weight(r, d))
+        return (asymmetric, lambda r, d: _asym(r) * huber_psi(r, d), lambda r, d: _asym(r) * huber_weight(r, d))
     raise UsageError(f"--objective: unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}")

@@ -26,12 +26,13 @@ import numpy as np
 
 from scalecalc.fit.objectives import penalty
 
+
 @dataclass(frozen=True)
 class BatchResult:
-    theta: np.ndarray       # (S, P) end points
-    f: np.ndarray           # (S,) objective at the end points
-    converged: np.ndarray   # (S,) bool
-    nfev: int               # objective evaluations summed over rows
+    theta: np.ndarray  # (S, P) end points
+    f: np.ndarray  # (S,) objective at the end points
+    converged: np.ndarray  # (S,) bool
+    nfev: int  # objective evaluations summed over rows
     lam: np.ndarray | None = None  # (S,) final damping, to resume
 
 
@@ -51,8 +52,21 @@ def _normal_equations(model, state, X, gw, ww):
     return g, np.einsum("snp,snq->spq", J * ww[..., None], J)  # no BLAS (see models.py)
 
 
-def batched_lm(model, theta0, X, y, cnt, *, objective="huber", delta=1e-3, max_iter=300,
-               xtol=1e-9, ftol=1e-13, lam0=None, dtype=np.float64) -> BatchResult:
+def batched_lm(
+    model,
+    theta0,
+    X,
+    y,
+    cnt,
+    *,
+    objective="huber",
+    delta=1e-3,
+    max_iter=300,
+    xtol=1e-9,
+    ftol=1e-13,
+    lam0=None,
+    dtype=np.float64,
+) -> BatchResult:
     """Minimise the robust objective from every row of ``theta0`` simultaneously.
 
     Parameters
@@ -114,8 +128,18 @@ def batched_lm(model, theta0, X, y, cnt, *, objective="huber", delta=1e-3, max_i
     return BatchResult(theta, f, converged, nfev, lam)
 
 
-def race(model, starts, X, y, cnt, *, objective="huber", delta=1e-3,
-         schedule=((15, 0.25), (15, 0.25), (60, 1.0)), dtype=np.float64) -> BatchResult:
+def race(
+    model,
+    starts,
+    X,
+    y,
+    cnt,
+    *,
+    objective="huber",
+    delta=1e-3,
+    schedule=((15, 0.25), (15, 0.25), (60, 1.0)),
+    dtype=np.float64,
+) -> BatchResult:
     """Successive halving over starts: LM iterations for all, then only the best fraction go on.
 
     ``schedule`` lists (iterations, fraction kept afterwards). Rows dropped keep their objective
@@ -131,8 +155,18 @@ def race(model, starts, X, y, cnt, *, objective="huber", delta=1e-3,
     for iters, keep in schedule:
         idx = np.flatnonzero(alive & ~converged)
         if idx.size:
-            res = batched_lm(model, theta[idx], X, y, cnt, objective=objective, delta=delta,
-                             max_iter=iters, lam0=lam[idx], dtype=dtype)
+            res = batched_lm(
+                model,
+                theta[idx],
+                X,
+                y,
+                cnt,
+                objective=objective,
+                delta=delta,
+                max_iter=iters,
+                lam0=lam[idx],
+                dtype=dtype,
+            )
             theta[idx], f[idx], lam[idx], converged[idx] = res.theta, res.f, res.lam, res.converged
             nfev += res.nfev
         if keep < 1.0:
@@ -198,9 +232,14 @@ def polish(model, theta0, X, y, cnt, *, objective="huber", delta=1e-3, maxiter=2
 
 
 def _lbfgsb(minimize, scaled, theta0, model, maxiter):
-    return minimize(scaled, np.asarray(theta0, float), jac=True, method="L-BFGS-B",
-                   bounds=list(zip(model.lower, model.upper)),
-                   options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20})
+    return minimize(
+        scaled,
+        np.asarray(theta0, float),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=list(zip(model.lower, model.upper)),
+        options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
+    )
 
 
 def distinct_best(theta, f, k, tol=1e-4):

@@ -22,14 +22,13 @@ from scalecalc.fit.runs import flops_per_param_token
 
 RACE_ABOVE = 300  # starts; larger grids are screened in single precision by successive halving
 RACE_SCHEDULE = ((10, 0.2), (10, 0.2), (60, 1.0))  # (LM iterations, fraction kept)
-N_POLISH = 4      # distinct best end points polished with L-BFGS-B
+N_POLISH = 4  # distinct best end points polished with L-BFGS-B
 
 
 def search(model, starts, X, y, cnt, *, objective, delta):
     """Best-of-grid minimum: returns (theta, f, ok, nfev, message, end points, end objectives)."""
     if len(starts) > RACE_ABOVE:
-        res = race(model, starts, X, y, cnt, objective=objective, delta=delta,
-                   schedule=RACE_SCHEDULE, dtype=np.float32)
+        res = race(model, starts, X, y, cnt, objective=objective, delta=delta, schedule=RACE_SCHEDULE, dtype=np.float32)
     else:
         res = batched_lm(model, starts, X, y, cnt, objective=objective, delta=delta, max_iter=200)
     nfev = res.nfev
@@ -38,8 +37,7 @@ def search(model, starts, X, y, cnt, *, objective, delta):
         raise NotEnoughData("the objective is not finite at any start; check the loss column")
     # Finish the best few in double precision (LM, no BLAS), then certify the winner as an
     # L-BFGS-B fixed point on the exact objective.
-    fin = batched_lm(model, res.theta[top], X, y, cnt, objective=objective, delta=delta,
-                     max_iter=300)
+    fin = batched_lm(model, res.theta[top], X, y, cnt, objective=objective, delta=delta, max_iter=300)
     nfev += fin.nfev
     j = int(np.argmin(fin.f))
     theta, f, ok, nf, msg = polish(model, fin.theta[j], X, y, cnt, objective=objective, delta=delta)
@@ -83,9 +81,20 @@ def run_counts(group, weight, K, seed, n_pseudo=0):
     return counts
 
 
-def fit_parametric(runs, model, *, objective="huber", delta=1e-3, grid=None, bootstrap=0,
-                   seed=0, budgets=None, workers=None, extra_starts=None,
-                   progress=None) -> FitResult:
+def fit_parametric(
+    runs,
+    model,
+    *,
+    objective="huber",
+    delta=1e-3,
+    grid=None,
+    bootstrap=0,
+    seed=0,
+    budgets=None,
+    workers=None,
+    extra_starts=None,
+    progress=None,
+) -> FitResult:
     """Fit a parametric law (``models.Chinchilla``, ``forms.Gadre``, ``models.KaplanPower``,
     ``models.KaplanND``, or one of them under :class:`~scalecalc.fit.constraints.Constrained`).
 
@@ -98,8 +107,10 @@ def fit_parametric(runs, model, *, objective="huber", delta=1e-3, grid=None, boo
     group, weight = run_groups(runs)
     n_runs = int(group.max()) + 1 if len(runs) else 0
     if len(runs) < P + 1:
-        raise NotEnoughData(f"{runs.source}: {len(runs)} points cannot fit the {P} free parameters "
-                            f"of --form {model.form}; give at least {P + 1} (ideally {5 * P})")
+        raise NotEnoughData(
+            f"{runs.source}: {len(runs)} points cannot fit the {P} free parameters "
+            f"of --form {model.form}; give at least {P + 1} (ideally {5 * P})"
+        )
     X0 = design(model, runs)
     y0 = np.log(runs.loss)
     starts = model.starts(grid)
@@ -108,48 +119,84 @@ def fit_parametric(runs, model, *, objective="huber", delta=1e-3, grid=None, boo
     if getattr(model, "priors", None):
         _set_temperature(model, runs, X0, y0, weight, objective, delta)
     X, y, cnt = model.augment(X0, y0, weight) if hasattr(model, "augment") else (X0, y0, weight)
-    theta, f, ok, nfev, msg, ends, end_f = search(model, starts, X, y, cnt, objective=objective,
-                                                  delta=delta)
+    theta, f, ok, nfev, msg, ends, end_f = search(model, starts, X, y, cnt, objective=objective, delta=delta)
     if progress:
         progress("fit", 1, 1)
     resid = model.predict(theta[None, :], X, jac=False)[0][0][: y0.size] - y0
-    warnings = (diag.too_few_points(len(runs), P) + diag.short_spans(runs, model.uses)
-                + diag.too_few_sizes(runs, P)
-                + diag.at_bounds(model.names, theta, model.lower, model.upper)
-                + ([] if ok else [f"the optimiser did not converge: {msg}"])
-                + diag.outliers(resid, runs.lines))
+    warnings = (
+        diag.too_few_points(len(runs), P)
+        + diag.short_spans(runs, model.uses)
+        + diag.too_few_sizes(runs, P)
+        + diag.at_bounds(model.names, theta, model.lower, model.upper)
+        + ([] if ok else [f"the optimiser did not converge: {msg}"])
+        + diag.outliers(resid, runs.lines)
+    )
     consts = {k: float(v) for k, v in model.constants(theta).items()}
     k = flops_per_param_token(runs.flops_convention) or 6.0
     samples = {}
     if bootstrap:
         warm = _warm_starts(theta, ends, end_f, starts)
         counts = run_counts(group, weight, int(bootstrap), seed, getattr(model, "n_pseudo", 0))
-        thetas, nf = bootstrap_parametric(model, X, y, warm, K=int(bootstrap), seed=seed,
-                                          objective=objective, delta=delta, workers=workers,
-                                          counts=counts, progress=progress)
+        thetas, nf = bootstrap_parametric(
+            model,
+            X,
+            y,
+            warm,
+            K=int(bootstrap),
+            seed=seed,
+            objective=objective,
+            delta=delta,
+            workers=workers,
+            counts=counts,
+            progress=progress,
+        )
         nfev += nf
         samples = {n: np.asarray(v) for n, v in model.constants(thetas).items()}
         warnings += diag.poorly_identified(samples)
     else:
         thetas = None
     n_start = len(starts)
-    method = (f"{n_start}-start grid, batched Levenberg-Marquardt race + L-BFGS-B polish "
-              f"(best of {min(N_POLISH, n_start)}), sum of {objective}"
-              + (f" delta={delta:g}" if objective != "mse" else "") + " on log loss")
+    method = (
+        f"{n_start}-start grid, batched Levenberg-Marquardt race + L-BFGS-B polish "
+        f"(best of {min(N_POLISH, n_start)}), sum of {objective}"
+        + (f" delta={delta:g}" if objective != "mse" else "")
+        + " on log loss"
+    )
     return FitResult(
-        form=model.form, params=consts, success=ok, message=msg, nfev=int(nfev),
-        n_points=len(runs), objective=float(f), residual_rms=float(np.sqrt(np.mean(resid ** 2))),
-        method=method, stderr={n: float(np.std(s, ddof=1)) for n, s in samples.items()},
+        form=model.form,
+        params=consts,
+        success=ok,
+        message=msg,
+        nfev=int(nfev),
+        n_points=len(runs),
+        objective=float(f),
+        residual_rms=float(np.sqrt(np.mean(resid**2))),
+        method=method,
+        stderr={n: float(np.std(s, ddof=1)) for n, s in samples.items()},
         intervals={n: percentile_interval(s) for n, s in samples.items()},
-        warnings=tuple(warnings), fitted_range=diag.fitted_range(runs), bootstrap=samples,
+        warnings=tuple(warnings),
+        fitted_range=diag.fitted_range(runs),
+        bootstrap=samples,
         derived=_derived(model, consts, samples, budgets, k, theta, thetas),
-        implied=_implied(model, consts, k, theta), objective_name=objective,
-        delta=None if objective == "mse" else delta, flops_convention=runs.flops_convention,
-        source=runs.source, loss_formula=model.loss_formula,
-        details={"theta": theta, "residuals": resid, "n_starts": n_start, "runs": runs,
-                 "seed": seed, "model": model, "thetas": thetas, "n_runs": n_runs,
-                 "end_points": ends[np.argsort(end_f, kind="stable")[:8]],
-                 "starts_at_best": int(np.sum(end_f <= f * (1 + 1e-6)))})
+        implied=_implied(model, consts, k, theta),
+        objective_name=objective,
+        delta=None if objective == "mse" else delta,
+        flops_convention=runs.flops_convention,
+        source=runs.source,
+        loss_formula=model.loss_formula,
+        details={
+            "theta": theta,
+            "residuals": resid,
+            "n_starts": n_start,
+            "runs": runs,
+            "seed": seed,
+            "model": model,
+            "thetas": thetas,
+            "n_runs": n_runs,
+            "end_points": ends[np.argsort(end_f, kind="stable")[:8]],
+            "starts_at_best": int(np.sum(end_f <= f * (1 + 1e-6))),
+        },
+    )
 
 
 def _set_temperature(model, runs, X, y, weight, objective, delta):
@@ -157,8 +204,7 @@ def _set_temperature(model, runs, X, y, weight, objective, delta):
     from scalecalc.fit.constraints import Constrained, Constraints, temperature
 
     plain = Constrained(model.base, Constraints(model.constraints.fixed, {}))
-    theta, *_ = search(plain, plain.starts("coarse"), X, y, weight, objective=objective,
-                       delta=delta)
+    theta, *_ = search(plain, plain.starts("coarse"), X, y, weight, objective=objective, delta=delta)
     resid = plain.predict(theta[None, :], X, jac=False)[0][0] - y
     model.temperature = temperature(resid, objective, delta)
 
@@ -181,7 +227,7 @@ def chinchilla_allocation(c: dict, C, k=6.0):
     G = (al * A / (be * B)) ** (1 / (al + be))
     N = G * (C / k) ** (be / (al + be))
     D = (C / k) / N
-    L = E + A / N ** al + B / D ** be
+    L = E + A / N**al + B / D**be
     return N, D, L
 
 
@@ -198,7 +244,7 @@ def numeric_allocation(model, thetas, C, k=6.0, half_width=12.0, n=1201):
     for j, c in enumerate(C):
         lnN = 0.5 * np.log(c / k) + np.linspace(-half_width, half_width, n)
         X = np.stack([lnN, np.log(c / k) - lnN])
-        m = model.predict(thetas, X, jac=False)[0]               # (S, n) log loss
+        m = model.predict(thetas, X, jac=False)[0]  # (S, n) log loss
         i = np.argmin(m, axis=1)
         ok = (i > 0) & (i < n - 1)
         i = np.clip(i, 1, n - 2)
@@ -230,8 +276,13 @@ def _derived(model, consts, samples, budgets, k, theta=None, thetas=None):
     boot = _allocation(model, samples, thetas, budgets, k) if samples else None
     out = []
     for j, C in enumerate(np.asarray(budgets, float)):
-        row = {"compute": float(C), "params": float(N[j]), "tokens": float(D[j]),
-               "loss": float(L[j]), "tokens_per_param": float(D[j] / N[j])}
+        row = {
+            "compute": float(C),
+            "params": float(N[j]),
+            "tokens": float(D[j]),
+            "loss": float(L[j]),
+            "tokens_per_param": float(D[j] / N[j]),
+        }
         if boot is not None:
             for key, arr in zip(("params", "tokens", "loss"), boot):
                 row[f"{key}_ci"] = list(percentile_interval(arr[:, j]))
@@ -254,5 +305,8 @@ def _implied(model, c, k, theta=None):
         a = c["beta"] / (c["alpha"] + c["beta"])
     else:
         a = float(np.log(N[-1] / N[0]) / np.log(IMPLIED_BUDGETS[-1] / IMPLIED_BUDGETS[0]))
-    return {"a": a, "b": 1 - a,
-            "tokens_per_param": {f"{C:.0e}": float(d / n) for C, n, d in zip(IMPLIED_BUDGETS, N, D)}}
+    return {
+        "a": a,
+        "b": 1 - a,
+        "tokens_per_param": {f"{C:.0e}": float(d / n) for C, n, d in zip(IMPLIED_BUDGETS, N, D)},
+    }

@@ -34,8 +34,12 @@ def plot_fit(result, path) -> Path:
     from scalecalc.validate.paths import atomic_write
 
     try:  # written whole or not at all (a failing savefig must leave no partial file)
-        atomic_write(path, lambda f: fig.savefig(f, dpi=120, format=path.suffix.lstrip(".").lower() or "png"),
-                     mode="wb", option="--plot")
+        atomic_write(
+            path,
+            lambda f: fig.savefig(f, dpi=120, format=path.suffix.lstrip(".").lower() or "png"),
+            mode="wb",
+            option="--plot",
+        )
     finally:
         plt.close(fig)
     return path
@@ -46,8 +50,7 @@ def _parametric(result, ax, ax2):
     resid = result.details["residuals"]
     if runs is not None:
         sc = ax.scatter(runs.params, runs.loss, c=np.log10(runs.flops), s=12, cmap="viridis")
-        ax.scatter(runs.params, runs.loss * np.exp(resid), s=6, marker="x", color="k",
-                   label="fitted")
+        ax.scatter(runs.params, runs.loss * np.exp(resid), s=6, marker="x", color="k", label="fitted")
         ax.figure.colorbar(sc, ax=ax, label="log10 C (FLOPs)")
         ax2.scatter(runs.params, resid, s=10)
     ax.set(xscale="log", yscale="log", xlabel="N (parameters)", ylabel="loss (nats/token)")
@@ -59,7 +62,7 @@ def _parametric(result, ax, ax2):
 def _isoflop(result, ax, ax2, ax3):
     runs, groups = result.details["points"], result.details["groups"]
     cmap = __import__("matplotlib").colormaps["viridis"]
-    for i, (C, idx) in enumerate(groups):
+    for i, (_budget, idx) in enumerate(groups):
         col = cmap(i / max(1, len(groups) - 1))
         ax.scatter(runs.params[idx], runs.loss[idx], s=10, color=col)
         m = result.details["minima"][i]
@@ -87,7 +90,6 @@ def _envelope(result, ax, ax2):
     ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel="loss", title="Learning curves")
     ax2.scatter(env["compute"], env["params"], s=6, label="envelope N*")
     p = result.params
-    ax2.plot(env["compute"], p["G"] * env["compute"] ** p["a"], color="k",
-             label=f"N* = {p['G']:.3g} C^{p['a']:.3f}")
+    ax2.plot(env["compute"], p["G"] * env["compute"] ** p["a"], color="k", label=f"N* = {p['G']:.3g} C^{p['a']:.3f}")
     ax2.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel="N*")
     ax2.legend()

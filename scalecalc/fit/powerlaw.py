@@ -18,4 +18,4 @@ def fit_power(C, y, weights=None):
     p = np.sum(w * (x - xm) * (t - tm)) / sxx if sxx > 0 else np.nan
     logK = tm - p * xm
     resid = t - (logK + p * x)
-    return float(np.exp(logK)), float(p), resid, float(np.sum(w * resid ** 2))
+    return float(np.exp(logK)), float(p), resid, float(np.sum(w * resid**2))

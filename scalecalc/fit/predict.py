@@ -11,8 +11,7 @@ def log_loss(model, thetas, params, tokens, unique=None) -> np.ndarray:
     """log L at each (N, D) (and unique tokens U, muennighoff) for each row of thetas: (S, n)."""
     from scalecalc.fit.forms import design
 
-    X = design(model, params=np.asarray(params, float), tokens=np.asarray(tokens, float),
-               unique=unique)
+    X = design(model, params=np.asarray(params, float), tokens=np.asarray(tokens, float), unique=unique)
     n = X.shape[1]
     if getattr(model, "n_pseudo", 0):
         X, _, _ = model.augment(X, np.zeros(n), np.ones(n))
@@ -32,9 +31,9 @@ def predict(result, params, tokens, *, unique=None, level=0.95, seed=0):
     thetas = result.details.get("thetas")
     if thetas is None or len(thetas) == 0:
         return point, None
-    reps = log_loss(model, thetas, params, tokens, unique)                     # (K, n)
+    reps = log_loss(model, thetas, params, tokens, unique)  # (K, n)
     resid = np.asarray(result.details["residuals"], float)
     rng = np.random.default_rng(seed)
-    reps = reps - rng.choice(resid, size=reps.shape)                    # resid = pred - obs
+    reps = reps - rng.choice(resid, size=reps.shape)  # resid = pred - obs
     ci = np.array([percentile_interval(np.exp(reps[:, j]), level) for j in range(reps.shape[1])])
     return point, ci

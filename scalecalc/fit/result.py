@@ -76,9 +76,9 @@ class FitResult:
     loss_formula: str | None = None
     params_formula: str | None = None
     tokens_formula: str | None = None
-    holdout: dict = field(default_factory=dict)      # held-out evaluation (fit/holdout.py)
-    comparison: tuple = ()                            # forms side by side (fit/select.py)
-    estimator: dict = field(default_factory=dict)     # isoflop: the per-budget estimator used
+    holdout: dict = field(default_factory=dict)  # held-out evaluation (fit/holdout.py)
+    comparison: tuple = ()  # forms side by side (fit/select.py)
+    estimator: dict = field(default_factory=dict)  # isoflop: the per-budget estimator used
     details: dict = field(default_factory=dict, repr=False)  # per-budget minima etc., for plots
 
     @property
@@ -106,8 +106,15 @@ class FitResult:
             "fitted_range": _plain(self.fitted_range),
             "flops": self.flops_convention,
             "bootstrap_replicates": len(next(iter(self.bootstrap.values()), [])),
-            "formulas": {k: v for k, v in (("loss", self.loss_formula), ("params", self.params_formula),
-                                           ("tokens", self.tokens_formula)) if v},
+            "formulas": {
+                k: v
+                for k, v in (
+                    ("loss", self.loss_formula),
+                    ("params", self.params_formula),
+                    ("tokens", self.tokens_formula),
+                )
+                if v
+            },
             "warnings": list(self.warnings),
         }
         if self.holdout:

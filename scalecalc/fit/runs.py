@@ -23,10 +23,19 @@ from scalecalc.errors import DataError, MalformedRuns, MissingInput, NotEnoughDa
 
 # Normalised header -> role. Headers are lower-cased with '_' and '-' read as spaces.
 ALIASES = {
-    "params": ("params", "n", "model size", "parameters", "num params", "n params", "nparams",
-               "param count", "model params", "size"),
-    "tokens": ("tokens", "d", "data", "num tokens", "n tokens", "training tokens", "train tokens",
-               "dataset size"),
+    "params": (
+        "params",
+        "n",
+        "model size",
+        "parameters",
+        "num params",
+        "n params",
+        "nparams",
+        "param count",
+        "model params",
+        "size",
+    ),
+    "tokens": ("tokens", "d", "data", "num tokens", "n tokens", "training tokens", "train tokens", "dataset size"),
     "flops": ("flops", "c", "compute", "training flop", "training flops", "train flops", "flop"),
     "loss": ("loss", "l", "val loss", "validation loss", "eval loss", "final loss", "test loss"),
     "run": ("run", "run id", "model", "model id", "name"),
@@ -72,24 +81,54 @@ class Runs:
     def __len__(self) -> int:
         return len(self.loss)
 
-    def subset(self, mask) -> "Runs":
+    def subset(self, mask) -> Runs:
         """Rows selected by a boolean mask or an index array (bootstrap resampling)."""
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
-        return Runs(self.params[mask], self.tokens[mask], self.flops[mask], self.loss[mask],
-                    pick(self.run), pick(self.step), pick(self.budget), self.source,
-                    self.flops_convention, self.n_dropped, pick(self.lines),
-                    pick(self.unique_tokens))
+        return Runs(
+            self.params[mask],
+            self.tokens[mask],
+            self.flops[mask],
+            self.loss[mask],
+            pick(self.run),
+            pick(self.step),
+            pick(self.budget),
+            self.source,
+            self.flops_convention,
+            self.n_dropped,
+            pick(self.lines),
+            pick(self.unique_tokens),
+        )
 
     @classmethod
-    def from_arrays(cls, *, params=None, tokens=None, flops=None, loss, run=None, step=None,
-                    budget=None, flops_convention="6nd", source="arrays",
-                    unique_tokens=None) -> "Runs":
+    def from_arrays(
+        cls,
+        *,
+        params=None,
+        tokens=None,
+        flops=None,
+        loss,
+        run=None,
+        step=None,
+        budget=None,
+        flops_convention="6nd",
+        source="arrays",
+        unique_tokens=None,
+    ) -> Runs:
         """Build runs from arrays; any two of params, tokens, flops (the third is derived)."""
         k = flops_per_param_token(flops_convention)
         N, D, C = _complete(_arr(params), _arr(tokens), _arr(flops), k, "arrays")
-        return cls(N, D, C, _arr(loss), None if run is None else np.asarray(run),
-                   _arr(step), _arr(budget), source, flops_convention,
-                   unique_tokens=_arr(unique_tokens))
+        return cls(
+            N,
+            D,
+            C,
+            _arr(loss),
+            None if run is None else np.asarray(run),
+            _arr(step),
+            _arr(budget),
+            source,
+            flops_convention,
+            unique_tokens=_arr(unique_tokens),
+        )
 
 
 def _arr(x):
@@ -110,8 +149,17 @@ def flops_per_param_token(convention: str) -> float | None:
     return LLAMA3_FACTOR if conv.name == "llama3" else 6.0
 
 
-def read_runs(path, *, params_col=None, tokens_col=None, flops_col=None, loss_col=None,
-              flops_convention="6nd", where=(), drop_top_loss=0) -> Runs:
+def read_runs(
+    path,
+    *,
+    params_col=None,
+    tokens_col=None,
+    flops_col=None,
+    loss_col=None,
+    flops_convention="6nd",
+    where=(),
+    drop_top_loss=0,
+) -> Runs:
     """Read runs from a CSV, TSV or JSONL file (``'-'`` reads standard input).
 
     Parameters
@@ -138,24 +186,37 @@ def read_runs(path, *, params_col=None, tokens_col=None, flops_col=None, loss_co
     text = _read_stdin() if str(path) == "-" else _read_text(path)
     header, rows, lines = _parse_table(text, name, str(path))
     filters = [_parse_where(w) for w in where]
-    cols = _resolve_columns(header, name, params=params_col, tokens=tokens_col, flops=flops_col,
-                            loss=loss_col)
+    cols = _resolve_columns(header, name, params=params_col, tokens=tokens_col, flops=flops_col, loss=loss_col)
     for col, _, _ in filters:
         if _norm(col) not in {_norm(h) for h in header}:
-            raise UsageError(f"--where: no column {col!r} in {name}; columns found: "
-                             f"{', '.join(header)}")
+            raise UsageError(f"--where: no column {col!r} in {name}; columns found: {', '.join(header)}")
     keep = [i for i, row in enumerate(rows) if all(_passes(row, header, f, name) for f in filters)]
     n_filtered = len(rows) - len(keep)
     if not keep:
         raise NotEnoughData(f"{name}: no rows left after --where filters {list(where)}")
     rows, lines = [rows[i] for i in keep], np.asarray([lines[i] for i in keep])
-    values = {role: _numeric(rows, lines, header.index(col), col, name, role)
-              for role, col in cols.items() if role in _NUMERIC_ROLES}
+    values = {
+        role: _numeric(rows, lines, header.index(col), col, name, role)
+        for role, col in cols.items()
+        if role in _NUMERIC_ROLES
+    }
     k = flops_per_param_token(flops_convention)
     N, D, C = _complete(values.get("params"), values.get("tokens"), values.get("flops"), k, name)
     run = np.asarray([r[header.index(cols["run"])] for r in rows]) if "run" in cols else None
-    runs = Runs(N, D, C, values["loss"], run, values.get("step"), values.get("budget"), name,
-                flops_convention, n_filtered, lines, values.get("unique_tokens"))
+    runs = Runs(
+        N,
+        D,
+        C,
+        values["loss"],
+        run,
+        values.get("step"),
+        values.get("budget"),
+        name,
+        flops_convention,
+        n_filtered,
+        lines,
+        values.get("unique_tokens"),
+    )
     check_checkpoints(runs)
     return _drop_top(runs, drop_top_loss, name)
 
@@ -175,12 +236,17 @@ def check_checkpoints(runs: Runs) -> None:
         drop = np.flatnonzero(np.diff(runs.tokens[idx]) < 0)
         if drop.size:
             i, j = idx[drop[0]], idx[drop[0] + 1]
-            where = (f"lines {int(runs.lines[i])} and {int(runs.lines[j])}"
-                     if runs.lines is not None else f"rows {i + 1} and {j + 1}")
-            raise MalformedRuns(f"{runs.source}: tokens decrease within run {str(rid)!r} ({where}: "
-                                f"{runs.tokens[i]:.4g} then {runs.tokens[j]:.4g}); a run's "
-                                "checkpoints must have non-decreasing tokens; fix the run ids "
-                                "or the order of its rows")
+            where = (
+                f"lines {int(runs.lines[i])} and {int(runs.lines[j])}"
+                if runs.lines is not None
+                else f"rows {i + 1} and {j + 1}"
+            )
+            raise MalformedRuns(
+                f"{runs.source}: tokens decrease within run {str(rid)!r} ({where}: "
+                f"{runs.tokens[i]:.4g} then {runs.tokens[j]:.4g}); a run's "
+                "checkpoints must have non-decreasing tokens; fix the run ids "
+                "or the order of its rows"
+            )
 
 
 def _read_text(path) -> str:
@@ -190,8 +256,13 @@ def _read_text(path) -> str:
     if not Path(path).exists():
         raise MissingInput(f"{path}: no such file; give the path of a CSV, TSV or JSONL file of runs")
 
-    return files.read_text(path, limit=limits.MAX_RUNS_FILE_BYTES, limit_name="MAX_RUNS_FILE_BYTES",
-                           kind="CSV, TSV or JSONL file of runs", error=DataError)
+    return files.read_text(
+        path,
+        limit=limits.MAX_RUNS_FILE_BYTES,
+        limit_name="MAX_RUNS_FILE_BYTES",
+        kind="CSV, TSV or JSONL file of runs",
+        error=DataError,
+    )
 
 
 def _read_stdin() -> str:
@@ -207,11 +278,11 @@ def _parse_table(text: str, name: str, path: str):
     first = text.lstrip()[0]
     if path.endswith((".jsonl", ".ndjson", ".json")) or first in "{[":
         return _parse_jsonl(text, name)
-    delim = "\t" if path.endswith(".tsv") or ("\t" in text.splitlines()[0] and
-                                                "," not in text.splitlines()[0]) else ","
+    delim = "\t" if path.endswith(".tsv") or ("\t" in text.splitlines()[0] and "," not in text.splitlines()[0]) else ","
     try:
-        table = [(i, r) for i, r in enumerate(csv.reader(io.StringIO(text), delimiter=delim), 1)
-                 if any(c.strip() for c in r)]
+        table = [
+            (i, r) for i, r in enumerate(csv.reader(io.StringIO(text), delimiter=delim), 1) if any(c.strip() for c in r)
+        ]
     except csv.Error as exc:
         raise DataError(f"{name}: not a valid CSV/TSV table ({exc}); give a header line and one row per run") from None
     if not table:
@@ -220,8 +291,10 @@ def _parse_table(text: str, name: str, path: str):
     rows, lines = [], []
     for lineno, r in table[1:]:
         if len(r) != len(header):
-            raise DataError(f"{name}: line {lineno} has {len(r)} fields but the header has "
-                            f"{len(header)}; fix the row or quote fields that contain '{delim}'")
+            raise DataError(
+                f"{name}: line {lineno} has {len(r)} fields but the header has "
+                f"{len(header)}; fix the row or quote fields that contain '{delim}'"
+            )
         rows.append([c.strip() for c in r])
         lines.append(lineno)
     if not rows:
@@ -236,7 +309,7 @@ def _parse_jsonl(text: str, name: str):
         try:
             records = json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{name}: invalid JSON ({exc.msg} at line {exc.lineno})")
+            raise DataError(f"{name}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
         except (ValueError, RecursionError) as exc:  # integers over 4,300 digits, deep nesting
             raise DataError(f"{name}: unreadable JSON ({type(exc).__name__}); give plain numbers") from None
         if not isinstance(records, list):
@@ -249,14 +322,18 @@ def _parse_jsonl(text: str, name: str):
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise DataError(f"{name}: line {lineno} is not valid JSON ({exc.msg}); give one "
-                                "JSON object per line")
+                raise DataError(
+                    f"{name}: line {lineno} is not valid JSON ({exc.msg}); give one JSON object per line"
+                ) from None
             except (ValueError, RecursionError) as exc:  # integers over 4,300 digits, deep nesting
-                raise DataError(f"{name}: line {lineno}: unreadable JSON ({type(exc).__name__}); give plain numbers") from None
+                raise DataError(
+                    f"{name}: line {lineno}: unreadable JSON ({type(exc).__name__}); give plain numbers"
+                ) from None
             lines.append(lineno)
     if not records or not all(isinstance(r, dict) for r in records):
-        raise DataError(f"{name}: expected one JSON object per line, e.g. "
-                        '{"params": 1e8, "tokens": 2e9, "loss": 3.1}')
+        raise DataError(
+            f'{name}: expected one JSON object per line, e.g. {{"params": 1e8, "tokens": 2e9, "loss": 3.1}}'
+        )
     header: list[str] = []
     for r in records:
         header.extend(k for k in r if k not in header)
@@ -275,8 +352,7 @@ def _resolve_columns(header, name, **explicit) -> dict:
     for role, col in explicit.items():
         if col is not None:
             if _norm(col) not in normed:
-                raise DataError(f"{name}: --{role}-col {col!r} not found; columns found: "
-                                f"{', '.join(header)}")
+                raise DataError(f"{name}: --{role}-col {col!r} not found; columns found: {', '.join(header)}")
             cols[role] = normed[_norm(col)]
     for role, aliases in ALIASES.items():
         if role not in cols:
@@ -286,11 +362,15 @@ def _resolve_columns(header, name, **explicit) -> dict:
     sizes = [r for r in ("params", "tokens", "flops") if r in cols]
     if "loss" not in cols or len(sizes) < 2:
         missing = [r for r in ("params", "tokens", "flops") if r not in cols]
-        need = ("a loss column" if "loss" not in cols else "") + \
-               (" and " if "loss" not in cols and len(sizes) < 2 else "") + \
-               (f"two of params/tokens/flops (missing {', '.join(missing)})" if len(sizes) < 2 else "")
-        raise DataError(f"{name}: need {need}; columns found: {', '.join(header)}; name them "
-                        "with --params-col, --tokens-col, --flops-col, --loss-col")
+        need = (
+            ("a loss column" if "loss" not in cols else "")
+            + (" and " if "loss" not in cols and len(sizes) < 2 else "")
+            + (f"two of params/tokens/flops (missing {', '.join(missing)})" if len(sizes) < 2 else "")
+        )
+        raise DataError(
+            f"{name}: need {need}; columns found: {', '.join(header)}; name them "
+            "with --params-col, --tokens-col, --flops-col, --loss-col"
+        )
     return cols
 
 
@@ -310,11 +390,15 @@ def _numeric(rows, lines, j, col, name, role) -> np.ndarray:
         elif out[i] < 0:
             nonpos.append(int(lines[i]))
     if bad:
-        raise DataError(f"{name}: column {col!r} has non-numeric values on {_lines(bad)}; "
-                        "fix or remove those rows (or filter them with --where)")
+        raise DataError(
+            f"{name}: column {col!r} has non-numeric values on {_lines(bad)}; "
+            "fix or remove those rows (or filter them with --where)"
+        )
     if nonpos:
-        raise DataError(f"{name}: column {col!r} has non-positive values on {_lines(nonpos)}; "
-                        f"{role} must be > 0 (remove those rows or filter them with --where)")
+        raise DataError(
+            f"{name}: column {col!r} has non-positive values on {_lines(nonpos)}; "
+            f"{role} must be > 0 (remove those rows or filter them with --where)"
+        )
     return out
 
 
@@ -326,8 +410,10 @@ def _lines(nums) -> str:
 
 def _complete(N, D, C, k, name):
     if k is None and (N is None or D is None or C is None):
-        raise DataError(f"{name}: this --flops convention needs the model shape to relate C to "
-                        "N and D; give params, tokens and flops columns, or use --flops 6nd")
+        raise DataError(
+            f"{name}: this --flops convention needs the model shape to relate C to "
+            "N and D; give params, tokens and flops columns, or use --flops 6nd"
+        )
     if N is None:
         N = C / (k * D)
     if D is None:
@@ -345,8 +431,10 @@ def check_where(where) -> list:
 def _parse_where(text: str):
     m = _WHERE.match(str(text))
     if not m:
-        raise UsageError(f"--where: cannot read {text!r}; write 'COLUMN OP VALUE' with OP one of "
-                         "== != < <= > >=, e.g. --where 'loss < 5'")
+        raise UsageError(
+            f"--where: cannot read {text!r}; write 'COLUMN OP VALUE' with OP one of "
+            "== != < <= > >=, e.g. --where 'loss < 5'"
+        )
     col, op, value = m.groups()
     return col, ("==" if op == "=" else op), value.strip("'\"")
 
@@ -361,11 +449,19 @@ def _passes(row, header, flt, name) -> bool:
         left, right = float(cell), float(value)
     except ValueError:
         if op not in ("==", "!="):
-            raise UsageError(f"--where: {op} needs numbers but {col!r} is {cell!r} or "
-                             f"{value!r} is not a number; use == or != for text")
+            raise UsageError(
+                f"--where: {op} needs numbers but {col!r} is {cell!r} or "
+                f"{value!r} is not a number; use == or != for text"
+            ) from None
         left, right = cell, value
-    return {"==": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
-            ">": left > right, ">=": left >= right}[op]
+    return {
+        "==": left == right,
+        "!=": left != right,
+        "<": left < right,
+        "<=": left <= right,
+        ">": left > right,
+        ">=": left >= right,
+    }[op]
 
 
 def _drop_top(runs: Runs, k: int, name: str) -> Runs:

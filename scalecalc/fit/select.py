@@ -21,8 +21,7 @@ def build_model(form, constraints, kaplan_vars="N", irreducible=False):
     from scalecalc.fit.constraints import Constrained
     from scalecalc.fit.forms import make_model
 
-    base = (models.kaplan_model(kaplan_vars, irreducible) if form == "kaplan"
-            else make_model(form))
+    base = models.kaplan_model(kaplan_vars, irreducible) if form == "kaplan" else make_model(form)
     if not constraints:
         return base
     if form == "kaplan":
@@ -30,8 +29,7 @@ def build_model(form, constraints, kaplan_vars="N", irreducible=False):
     return Constrained(base, constraints)
 
 
-def fit_forms(runs, form, *, constraints, holdout, compare, progress=None, bootstrap=0,
-              seed=0, workers=None, **opts):
+def fit_forms(runs, form, *, constraints, holdout, compare, progress=None, bootstrap=0, seed=0, workers=None, **opts):
     """Fit ``form`` (or choose one, ``auto``) with its holdout block; see the module docstring."""
     ho.check_spec(holdout)
     forms = list(CANDIDATES) if form == "auto" or compare else [form]
@@ -47,28 +45,27 @@ def fit_forms(runs, form, *, constraints, holdout, compare, progress=None, boots
     for f in forms:
         # The chosen form (known up front unless auto) gets its bootstrap in the first fit.
         boot = bootstrap if f == form else 0
-        results[f] = _fit_with_holdout(runs, f, constraints, mask, spec, boot, seed, workers,
-                                       progress, opts, holdout_boot=bootstrap)
+        results[f] = _fit_with_holdout(
+            runs, f, constraints, mask, spec, boot, seed, workers, progress, opts, holdout_boot=bootstrap
+        )
     chosen = form
     if form == "auto":
         scored = [f for f in forms if results[f].holdout]
         chosen = min(scored, key=lambda f: results[f].holdout["mean_abs_rel_error"])
         if bootstrap:
-            results[chosen] = _fit_with_holdout(runs, chosen, constraints, mask, spec, bootstrap,
-                                                seed, workers, progress, opts,
-                                                holdout_boot=bootstrap)
+            results[chosen] = _fit_with_holdout(
+                runs, chosen, constraints, mask, spec, bootstrap, seed, workers, progress, opts, holdout_boot=bootstrap
+            )
     res = results[chosen]
     comparison = ()
     if len(forms) > 1:
         comparison = tuple(_row(f, results[f], f == chosen) for f in forms)
     if form == "auto":
-        res = dataclasses.replace(res, method=res.method + f"; --form auto chose {chosen} by "
-                                  "held-out error")
+        res = dataclasses.replace(res, method=res.method + f"; --form auto chose {chosen} by held-out error")
     return dataclasses.replace(res, comparison=comparison)
 
 
-def _fit_with_holdout(runs, form, constraints, mask, spec, bootstrap, seed, workers, progress,
-                      opts, holdout_boot=0):
+def _fit_with_holdout(runs, form, constraints, mask, spec, bootstrap, seed, workers, progress, opts, holdout_boot=0):
     from scalecalc.fit.parametric import fit_parametric
 
     kv, irr = opts.pop("kaplan_vars", "N"), opts.pop("irreducible", False)
@@ -76,30 +73,37 @@ def _fit_with_holdout(runs, form, constraints, mask, spec, bootstrap, seed, work
         model = build_model(form, constraints, kv, irr)
         if mask is not None:
             ho.check_left(runs, mask, len(model.names), spec)
-        full = fit_parametric(runs, model, bootstrap=bootstrap, seed=seed, workers=workers,
-                              progress=progress, **opts)
+        full = fit_parametric(runs, model, bootstrap=bootstrap, seed=seed, workers=workers, progress=progress, **opts)
         if mask is None:
             return full
 
         def fit_train(train, K):
-            return fit_parametric(train, build_model(form, constraints, kv, irr),
-                                  **{**opts, "grid": "coarse", "budgets": None},
-                                  extra_starts=full.details["end_points"], bootstrap=K,
-                                  seed=seed, workers=workers)
+            return fit_parametric(
+                train,
+                build_model(form, constraints, kv, irr),
+                **{**opts, "grid": "coarse", "budgets": None},
+                extra_starts=full.details["end_points"],
+                bootstrap=K,
+                seed=seed,
+                workers=workers,
+            )
 
         block = ho.evaluate(runs, mask, fit_train, spec=spec, bootstrap=holdout_boot, seed=seed)
         if progress:
             progress("holdout", 1, 1)
-        return dataclasses.replace(full, holdout=block,
-                                   warnings=full.warnings + tuple(ho.warnings(block)))
+        return dataclasses.replace(full, holdout=block, warnings=full.warnings + tuple(ho.warnings(block)))
     finally:
         opts["kaplan_vars"], opts["irreducible"] = kv, irr
 
 
 def _row(form, res, chosen) -> dict:
-    row = {"form": form, "free_constants": len(res.details["model"].names),
-           "residual_rms": float(res.residual_rms), "objective": float(res.objective),
-           "chosen": bool(chosen)}
+    row = {
+        "form": form,
+        "free_constants": len(res.details["model"].names),
+        "residual_rms": float(res.residual_rms),
+        "objective": float(res.objective),
+        "chosen": bool(chosen),
+    }
     if res.holdout:
         row["holdout_mean_abs_rel_error"] = res.holdout["mean_abs_rel_error"]
         row["held_out"] = res.holdout["n_held_out"]

@@ -8,9 +8,10 @@ Errors name the file, the line and the reason.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +26,29 @@ _DIR = Path(__file__).parent
 _FORMULA_KEYS = ("loss", "params", "tokens", "critical_batch")
 _PARAMS_KINDS = ("total", "non_embedding", "head", "flops_per_token")
 _KNOWN = {
-    "name", "title", "source", "form", "loss", "params", "tokens", "critical_batch", "constants",
-    "stderr", "bootstrap", "flops", "params_kind", "fitted_range", "shape", "hyperparameters",
-    "warnings", "provenance", "define", "requires", "correction_path", "correction_budget", "notes",
+    "name",
+    "title",
+    "source",
+    "form",
+    "loss",
+    "params",
+    "tokens",
+    "critical_batch",
+    "constants",
+    "stderr",
+    "bootstrap",
+    "flops",
+    "params_kind",
+    "fitted_range",
+    "shape",
+    "hyperparameters",
+    "warnings",
+    "provenance",
+    "define",
+    "requires",
+    "correction_path",
+    "correction_budget",
+    "notes",
 }
 _VARIABLES = {"N", "D", "C", "L", "U"}  # symbols a formula may use besides constants and defines
 # The built-in laws' YAML, pre-parsed (`python -m scalecalc.laws` rewrites it; a test keeps it
@@ -127,7 +148,9 @@ def load_law(name_or_path: str | Path, option: str = "--law") -> Law:
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         if not path.is_file():
-            raise LawFileError(f"{option}: law file {text} does not exist; give a path to a YAML law file or a built-in name")
+            raise LawFileError(
+                f"{option}: law file {text} does not exist; give a path to a YAML law file or a built-in name"
+            )
         return _load_file(path, option)
     builtin = _DIR / f"{text.lower()}.yaml"
     if not builtin.is_file():
@@ -158,8 +181,9 @@ def compile_builtins() -> dict:
 def _load_file(path: Path, option: str) -> Law:
     from scalecalc.validate import files, limits, yamlfile
 
-    raw = files.read_text(path, limit=limits.MAX_LAW_FILE_BYTES, limit_name="MAX_LAW_FILE_BYTES",
-                          kind="law YAML file", error=LawFileError)
+    raw = files.read_text(
+        path, limit=limits.MAX_LAW_FILE_BYTES, limit_name="MAX_LAW_FILE_BYTES", kind="law YAML file", error=LawFileError
+    )
     data = yamlfile.load(raw, str(path), error=LawFileError)
     if not isinstance(data, dict):
         raise LawFileError(f"{path}: a law file must be a YAML mapping with name, source and formulas")
@@ -199,7 +223,9 @@ class _Source:
 def _build(data: dict, src: _Source) -> Law:
     unknown = sorted(set(map(str, data)) - _KNOWN)
     if unknown:
-        raise LawFileError(f"{src.where(unknown[0])}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_KNOWN))}")
+        raise LawFileError(
+            f"{src.where(unknown[0])}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_KNOWN))}"
+        )
     for key in ("name", "source"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise LawFileError(f"{src.where(key)}: missing or empty {key!r}; every law needs a name and a source")
@@ -209,18 +235,30 @@ def _build(data: dict, src: _Source) -> Law:
     constants = _numbers(data.get("constants") or {}, "constants", src)
     formulas = {k: _formula(data[k], src, k) for k in _FORMULA_KEYS if data.get(k) is not None}
     if not any(k in formulas for k in ("loss", "params", "tokens")):
-        raise LawFileError(f"{src.where('name')}: a law needs a loss (L(N, D)) or an allocation (params or tokens as functions of C)")
+        raise LawFileError(
+            f"{src.where('name')}: a law needs a loss (L(N, D)) or an allocation (params or tokens as functions of C)"
+        )
     define = tuple((str(k), _formula(v, src, "define", str(k))) for k, v in (data.get("define") or {}).items())
-    hparams = {str(k): _formula(v, src, "hyperparameters", str(k)) for k, v in (data.get("hyperparameters") or {}).items()}
+    hparams = {
+        str(k): _formula(v, src, "hyperparameters", str(k)) for k, v in (data.get("hyperparameters") or {}).items()
+    }
     _check_symbols(constants, formulas, define, hparams, src)
     kind = data.get("params_kind") or ("non_embedding" if data.get("flops") == "kaplan" else "total")
     if kind not in _PARAMS_KINDS:
-        raise LawFileError(f"{src.where('params_kind')}: params_kind {kind!r} must be one of {', '.join(_PARAMS_KINDS)}")
+        raise LawFileError(
+            f"{src.where('params_kind')}: params_kind {kind!r} must be one of {', '.join(_PARAMS_KINDS)}"
+        )
     return Law(
-        name=data["name"], title=str(data.get("title") or data["name"]), source=data["source"].strip(),
+        name=data["name"],
+        title=str(data.get("title") or data["name"]),
+        source=data["source"].strip(),
         form=_form(data.get("form"), formulas, constants, src),
-        flops=_convention(data.get("flops", "6nd"), src), params_kind=kind, constants=constants,
-        define=define, hyperparameters=hparams, **formulas,
+        flops=_convention(data.get("flops", "6nd"), src),
+        params_kind=kind,
+        constants=constants,
+        define=define,
+        hyperparameters=hparams,
+        **formulas,
         stderr=_numbers(data.get("stderr") or {}, "stderr", src),
         bootstrap=_bootstrap(data.get("bootstrap"), src),
         fitted_range=_ranges(data.get("fitted_range") or {}, src),
@@ -246,8 +284,10 @@ def _form(form: Any, formulas: dict, constants: dict, src: _Source) -> str:
         return form or "allocation"
     has = all(k in constants for k in _CHINCHILLA_CONSTANTS)
     if form == "chinchilla" and not has:
-        raise LawFileError(f"{src.where('form')}: form chinchilla needs the constants {', '.join(_CHINCHILLA_CONSTANTS)}; "
-                           "add them or drop the form line (other losses are solved numerically)")
+        raise LawFileError(
+            f"{src.where('form')}: form chinchilla needs the constants {', '.join(_CHINCHILLA_CONSTANTS)}; "
+            "add them or drop the form line (other losses are solved numerically)"
+        )
     return form or ("chinchilla" if has else "custom")
 
 
@@ -300,12 +340,16 @@ def _bootstrap(data: Any, src: _Source) -> dict[str, np.ndarray]:
     out = {}
     for name, values in data.items():
         if isinstance(values, list) and len(values) > MAX_BOOTSTRAP_REPLICATES:
-            raise LawFileError(f"{src.where('bootstrap', str(name))}: bootstrap.{name} has {len(values):,} replicates, "
-                               f"more than the limit of {MAX_BOOTSTRAP_REPLICATES:,} (MAX_BOOTSTRAP_REPLICATES); keep fewer")
+            raise LawFileError(
+                f"{src.where('bootstrap', str(name))}: bootstrap.{name} has {len(values):,} replicates, "
+                f"more than the limit of {MAX_BOOTSTRAP_REPLICATES:,} (MAX_BOOTSTRAP_REPLICATES); keep fewer"
+            )
         try:
             out[str(name)] = np.asarray(values, dtype=float).reshape(-1)
         except (TypeError, ValueError, OverflowError):
-            raise LawFileError(f"{src.where('bootstrap', str(name))}: bootstrap.{name} must be a list of numbers") from None
+            raise LawFileError(
+                f"{src.where('bootstrap', str(name))}: bootstrap.{name} must be a list of numbers"
+            ) from None
         if not np.all(np.isfinite(out[str(name)])):
             raise LawFileError(f"{src.where('bootstrap', str(name))}: bootstrap.{name} must hold finite numbers")
     return out
@@ -313,11 +357,13 @@ def _bootstrap(data: Any, src: _Source) -> dict[str, np.ndarray]:
 
 def _ranges(data: Any, src: _Source) -> dict[str, tuple[float, float]]:
     out = {}
-    for name, pair in (data.items() if isinstance(data, dict) else ()):
+    for name, pair in data.items() if isinstance(data, dict) else ():
         try:
             lo, hi = (float(x) for x in pair)
         except (TypeError, ValueError, OverflowError):
-            raise LawFileError(f"{src.where('fitted_range', str(name))}: fitted_range.{name} must be [low, high]") from None
+            raise LawFileError(
+                f"{src.where('fitted_range', str(name))}: fitted_range.{name} must be [low, high]"
+            ) from None
         if not (0 < lo <= hi):
             raise LawFileError(f"{src.where('fitted_range', str(name))}: fitted_range.{name} must have 0 < low <= high")
         out[str(name)] = (lo, hi)
@@ -328,7 +374,9 @@ def _convention(name: Any, src: _Source) -> str:
     from scalecalc.flops import CONVENTIONS
 
     if str(name) not in CONVENTIONS:
-        raise LawFileError(f"{src.where('flops')}: unknown FLOP convention {name!r}; choose from {', '.join(sorted(CONVENTIONS))}")
+        raise LawFileError(
+            f"{src.where('flops')}: unknown FLOP convention {name!r}; choose from {', '.join(sorted(CONVENTIONS))}"
+        )
     return str(name)
 
 

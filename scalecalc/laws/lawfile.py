@@ -62,8 +62,7 @@ def provenance(tool: str, versions: dict[str, str] | None = None, **fields: Any)
     block: dict[str, Any] = {
         "tool": tool,
         "date": utc_now(),
-        "versions": {**(versions or {}), "scalecalc": __version__, "numpy": np.__version__,
-                     "scipy": scipy.__version__},
+        "versions": {**(versions or {}), "scalecalc": __version__, "numpy": np.__version__, "scipy": scipy.__version__},
     }
     block.update({k: v for k, v in fields.items() if v is not None})
     return block
@@ -76,8 +75,7 @@ def dump(law: dict) -> str:
     return yaml.safe_dump(law, sort_keys=False, default_flow_style=None, width=100)
 
 
-def write_law(path: str | Path, law: dict, *, option: str = "--output",
-              make_parents: bool = False) -> Path:
+def write_law(path: str | Path, law: dict, *, option: str = "--output", make_parents: bool = False) -> Path:
     """Write ``law`` to ``path`` atomically (temp file in the same folder, fsync, os.replace).
 
     The name is checked first, so nothing is written that the loader would refuse. With
@@ -108,7 +106,8 @@ def write_law(path: str | Path, law: dict, *, option: str = "--output",
         if isinstance(exc, OSError):  # disk full, permissions: one error line, no partial file
             from scalecalc.errors import ScalecalcError
 
-            raise ScalecalcError(f"{option}: cannot write {path} ({exc.strerror or exc}); "
-                                 "free space or choose another location") from None
+            raise ScalecalcError(
+                f"{option}: cannot write {path} ({exc.strerror or exc}); free space or choose another location"
+            ) from None
         raise
     return path

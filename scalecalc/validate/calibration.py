@@ -34,5 +34,6 @@ def check_recipe(recipe, where: str) -> None:
             raise RecipeError(
                 f"{where}: run {run.label()} (d_model {run.d_model}, {run.n_layer} layers, batch {run.batch_size} x "
                 f"{run.seq_len}) needs about {need / 1024**3:,.0f} GiB to train, over the limit of "
-                f"{MAX_CALIBRATION_MEMORY_BYTES / 1024**3:,.0f} GiB (MAX_CALIBRATION_MEMORY_BYTES); calibrate with smaller models"
+                f"{MAX_CALIBRATION_MEMORY_BYTES / 1024**3:,.0f} GiB (MAX_CALIBRATION_MEMORY_BYTES); calibrate "
+                f"with smaller models"
             )

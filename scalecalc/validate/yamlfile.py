@@ -32,7 +32,8 @@ def load(text: str, where: str, *, error=UsageError):
                 nodes += 1
                 if nodes > limits.MAX_YAML_NODES:
                     raise error(
-                        f"{where}: more than {limits.MAX_YAML_NODES:,} YAML nodes (MAX_YAML_NODES); the file is too large"
+                        f"{where}: more than {limits.MAX_YAML_NODES:,} YAML nodes (MAX_YAML_NODES); the file is "
+                        f"too large"
                     )
         if aliases:
             _check_expanded_size(yaml.compose(text, Loader=loader), where, error)

@@ -19,6 +19,18 @@ from .recipe import recipe_dict, write_recipe
 from .search import Design, SweepShape, design, shapes, work
 from .simulate import SEED_NOISE, Outcomes, simulate
 
-__all__ = ["Prior", "compute_for_params", "optimum_from_theta", "Design", "SweepShape",
-           "design", "shapes", "work", "simulate", "Outcomes", "SEED_NOISE", "recipe_dict",
-           "write_recipe"]
+__all__ = [
+    "Prior",
+    "compute_for_params",
+    "optimum_from_theta",
+    "Design",
+    "SweepShape",
+    "design",
+    "shapes",
+    "work",
+    "simulate",
+    "Outcomes",
+    "SEED_NOISE",
+    "recipe_dict",
+    "write_recipe",
+]

@@ -33,9 +33,11 @@ class Prior:
         """The constants of a law file of the Chinchilla form (e.g. besiroglu2024)."""
         missing = [k for k in CHINCHILLA if k not in law.constants]
         if law.form != "chinchilla" or missing:
-            raise UsageError(f"--prior: law {law.name!r} is not of the Chinchilla form "
-                             "E + A/N**alpha + B/D**beta; choose besiroglu2024, "
-                             "hoffmann2022-a3 or a law file `scalecalc fit` wrote")
+            raise UsageError(
+                f"--prior: law {law.name!r} is not of the Chinchilla form "
+                "E + A/N**alpha + B/D**beta; choose besiroglu2024, "
+                "hoffmann2022-a3 or a law file `scalecalc fit` wrote"
+            )
         return cls(law.name, *(float(law.constants[k]) for k in CHINCHILLA))
 
     @property
@@ -46,7 +48,7 @@ class Prior:
     def loss(self, N, D):
         """L(N, D) in nats/token (Hoffmann et al. 2022 eq. 2)."""
         N, D = np.asarray(N, float), np.asarray(D, float)
-        return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
+        return self.E + self.A / N**self.alpha + self.B / D**self.beta
 
     def optimum(self, C):
         """(N*, D*, L*) at C FLOPs under C = 6 N D."""

@@ -15,9 +15,19 @@ import yaml
 from .search import Design
 
 MODEL_SETTINGS = {  # as calibrate/isoflop.yaml
-    "tokenizer": "bytes", "seq_len": 256, "mlp": "swiglu", "pos": "rope", "tied": False,
-    "head_dim": 32, "schedule": "cosine", "lr": 3e-3, "weight_decay": 0.1,
-    "flops_convention": "6nd", "eval_points": 20, "eval_interval": 250, "batch_size": 32,
+    "tokenizer": "bytes",
+    "seq_len": 256,
+    "mlp": "swiglu",
+    "pos": "rope",
+    "tied": False,
+    "head_dim": 32,
+    "schedule": "cosine",
+    "lr": 3e-3,
+    "weight_decay": 0.1,
+    "flops_convention": "6nd",
+    "eval_points": 20,
+    "eval_interval": 250,
+    "batch_size": 32,
 }
 
 
@@ -35,10 +45,12 @@ def recipe_dict(result: Design, name: str = "design") -> dict:
     lo, _, hi = result.best.interval["N"]
     return {
         "name": name,
-        "description": (f"scalecalc calibrate design: {shape.label()}, {runs.cost_flops:.3g} "
-                        f"FLOPs in all, for a target of {result.target_flops:.3g} FLOPs "
-                        f"(prior {result.prior.name}; predicted N* {lo:.3g}..{hi:.3g} at "
-                        f"{result.confidence:.0%})"),
+        "description": (
+            f"scalecalc calibrate design: {shape.label()}, {runs.cost_flops:.3g} "
+            f"FLOPs in all, for a target of {result.target_flops:.3g} FLOPs "
+            f"(prior {result.prior.name}; predicted N* {lo:.3g}..{hi:.3g} at "
+            f"{result.confidence:.0%})"
+        ),
         **MODEL_SETTINGS,
         "seed": list(range(shape.seeds)),
         "sweeps": sweeps,

@@ -52,8 +52,10 @@ class SweepShape:
     seeds: int
 
     def label(self) -> str:
-        return (f"{self.n_budgets} budgets x{self.budget_ratio:g}, {self.sizes} sizes "
-                f"±{self.span:g}x, {self.seeds} seed{'s' * (self.seeds > 1)}")
+        return (
+            f"{self.n_budgets} budgets x{self.budget_ratio:g}, {self.sizes} sizes "
+            f"±{self.span:g}x, {self.seeds} seed{'s' * (self.seeds > 1)}"
+        )
 
     def budgets(self, cost_flops: float) -> np.ndarray:
         """The FLOP budgets (ascending) whose grid costs ``cost_flops`` in all."""
@@ -70,8 +72,7 @@ class SweepShape:
                     D.append(c / (6 * n_opt * f))
                     C.append(c)
                     seed.append(s)
-        return SweepRuns(self, cost_flops, np.array(N), np.array(D), np.array(C),
-                         np.array(seed))
+        return SweepRuns(self, cost_flops, np.array(N), np.array(D), np.array(C), np.array(seed))
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,10 @@ class SweepRuns:
     seed: np.ndarray
 
     def rows(self) -> list[dict]:
-        return [{"params": float(n), "tokens": float(d), "flops": float(c), "seed": int(s)}
-                for n, d, c, s in zip(self.N, self.D, self.C, self.seed)]
+        return [
+            {"params": float(n), "tokens": float(d), "flops": float(c), "seed": int(s)}
+            for n, d, c, s in zip(self.N, self.D, self.C, self.seed)
+        ]
 
 
 @dataclass
@@ -105,13 +108,20 @@ class Evaluated:
         return float(np.log(hi / lo)) if np.isfinite(lo) and lo > 0 else float("inf")
 
     def to_dict(self) -> dict:
-        return {"shape": asdict(self.runs.shape), "label": self.runs.shape.label(),
-                "cost_flops": self.runs.cost_flops, "runs": len(self.runs.N),
-                "largest_budget": float(self.runs.C.max()),
-                "params_range": [float(self.runs.N.min()), float(self.runs.N.max())],
-                "replicates": self.replicates, "valid_fits": self.interval["valid"],
-                "N_star": self.interval["N"], "D_star": self.interval["D"],
-                "loss": self.interval["L"], "width_ln_N": self.width}
+        return {
+            "shape": asdict(self.runs.shape),
+            "label": self.runs.shape.label(),
+            "cost_flops": self.runs.cost_flops,
+            "runs": len(self.runs.N),
+            "largest_budget": float(self.runs.C.max()),
+            "params_range": [float(self.runs.N.min()), float(self.runs.N.max())],
+            "replicates": self.replicates,
+            "valid_fits": self.interval["valid"],
+            "N_star": self.interval["N"],
+            "D_star": self.interval["D"],
+            "loss": self.interval["L"],
+            "width_ln_N": self.width,
+        }
 
 
 @dataclass
@@ -134,8 +144,7 @@ def shapes(grid: dict | None = None) -> list[SweepShape]:
     return [SweepShape(*v) for v in itertools.product(*(g[k] for k in GRID))]
 
 
-def feasible(shape_list, prior: Prior, cost: float, target: float,
-             min_params: float) -> list[SweepRuns]:
+def feasible(shape_list, prior: Prior, cost: float, target: float, min_params: float) -> list[SweepRuns]:
     """The shapes whose runs all have N >= min_params and stay below the target compute."""
     out = []
     for s in shape_list:
@@ -152,13 +161,17 @@ def check_feasible(shape_list, prior, cost, target, min_params, cost_option: str
     small = [s.runs(prior, cost) for s in shape_list]
     if all(r.N.min() < min_params for r in small):
         need = min(_min_cost(s, prior, min_params) for s in shape_list)
-        raise UsageError(f"{cost_option}: {cost:.3g} FLOPs cannot pay for any sweep whose "
-                         f"models have at least {min_params:.3g} parameters; give at least "
-                         f"{need:.3g} FLOPs (or lower --min-params)")
+        raise UsageError(
+            f"{cost_option}: {cost:.3g} FLOPs cannot pay for any sweep whose "
+            f"models have at least {min_params:.3g} parameters; give at least "
+            f"{need:.3g} FLOPs (or lower --min-params)"
+        )
     largest = min(r.C.max() for r in small if r.N.min() >= min_params)
-    raise UsageError(f"--target-compute: the target ({target:.3g} FLOPs) is not above the "
-                     f"calibration runs (largest budget {largest:.3g} FLOPs); give a larger "
-                     "target or a smaller calibration budget")
+    raise UsageError(
+        f"--target-compute: the target ({target:.3g} FLOPs) is not above the "
+        f"calibration runs (largest budget {largest:.3g} FLOPs); give a larger "
+        "target or a smaller calibration budget"
+    )
 
 
 def _min_cost(shape: SweepShape, prior: Prior, min_params: float) -> float:
@@ -170,10 +183,10 @@ def _min_cost(shape: SweepShape, prior: Prior, min_params: float) -> float:
     return smallest_budget / shape.budgets(1.0)[0]
 
 
-def evaluate(runs: SweepRuns, prior: Prior, target: float, eps, replicates: int,
-             confidence: float, noise: float, progress=None) -> Evaluated:
-    out = simulate(prior, runs.N, runs.D, target, replicates=replicates, eps=eps, noise=noise,
-                   progress=progress)
+def evaluate(
+    runs: SweepRuns, prior: Prior, target: float, eps, replicates: int, confidence: float, noise: float, progress=None
+) -> Evaluated:
+    out = simulate(prior, runs.N, runs.D, target, replicates=replicates, eps=eps, noise=noise, progress=progress)
     return Evaluated(runs, out.interval(confidence), replicates)
 
 
@@ -188,10 +201,21 @@ def work(n_candidates: int, replicates: int, tradeoff: bool) -> int:
     return total
 
 
-def design(prior: Prior, target_flops: float, cost_flops: float, *, replicates: int = 400,
-           confidence: float = 0.8, noise: float = SEED_NOISE, seed: int = 0,
-           min_params: float = MIN_PARAMS, grid: dict | None = None, tradeoff: bool = True,
-           cost_option: str = "--budget-flops", progress=None) -> Design:
+def design(
+    prior: Prior,
+    target_flops: float,
+    cost_flops: float,
+    *,
+    replicates: int = 400,
+    confidence: float = 0.8,
+    noise: float = SEED_NOISE,
+    seed: int = 0,
+    min_params: float = MIN_PARAMS,
+    grid: dict | None = None,
+    tradeoff: bool = True,
+    cost_option: str = "--budget-flops",
+    progress=None,
+) -> Design:
     """Search sweep shapes (see the module docstring) and return the best with the trade-off.
 
     Parameters
@@ -217,19 +241,16 @@ def design(prior: Prior, target_flops: float, cost_flops: float, *, replicates: 
     eps = noise_draw(max(replicates, *ROUNDS), seed)
 
     def run_round(items, reps):
-        scored = [evaluate(r, prior, target_flops, eps, reps, confidence, noise, progress)
-                  for r in items]
+        scored = [evaluate(r, prior, target_flops, eps, reps, confidence, noise, progress) for r in items]
         return sorted(scored, key=lambda e: e.width)
 
     first = run_round(cands, ROUNDS[0])
-    second = run_round([e.runs for e in first[:max(1, int(np.ceil(KEEP[0] * len(first))))]],
-                       ROUNDS[1])
-    finalists = [e.runs for e in second[:KEEP[1]]]
+    second = run_round([e.runs for e in first[: max(1, int(np.ceil(KEEP[0] * len(first))))]], ROUNDS[1])
+    finalists = [e.runs for e in second[: KEEP[1]]]
     final = run_round(finalists, replicates)
     best = final[0]
     truth = tuple(float(x[0]) for x in prior.optimum(target_flops))
-    result = Design(prior, target_flops, cost_flops, confidence, noise, best,
-                    candidates=len(cands), truth=truth)
+    result = Design(prior, target_flops, cost_flops, confidence, noise, best, candidates=len(cands), truth=truth)
     if tradeoff:
         pool = [e.runs.shape for e in first]  # ranked: the best shapes first
         result.tradeoff = _tradeoff(result, final, pool, eps, min_params, progress)
@@ -248,10 +269,12 @@ def _tradeoff(result: Design, final, pool, eps, min_params, progress) -> list[di
         if factor == 1.0:
             scored = final[:1]
         else:
-            runs = [r for r in (s.runs(prior, cost) for s in pool)
-                    if r.N.min() >= min_params and r.C.max() < target][:KEEP[1]]
-            scored = [evaluate(r, prior, target, eps, ROUNDS[1], result.confidence,
-                               result.noise, progress) for r in runs]
+            runs = [r for r in (s.runs(prior, cost) for s in pool) if r.N.min() >= min_params and r.C.max() < target][
+                : KEEP[1]
+            ]
+            scored = [
+                evaluate(r, prior, target, eps, ROUNDS[1], result.confidence, result.noise, progress) for r in runs
+            ]
             if progress is not None and len(runs) < KEEP[1]:
                 progress((KEEP[1] - len(runs)) * ROUNDS[1])  # none to run: count them done
         best = min(scored, key=lambda e: e.width) if scored else None
@@ -264,6 +287,12 @@ def _tradeoff(result: Design, final, pool, eps, min_params, progress) -> list[di
             running = e
         if running is None:
             continue
-        out.append({"budget_factor": row["factor"], "budget_flops": row["cost_flops"],
-                    "sweep_cost_flops": running.runs.cost_flops, **running.to_dict()})
+        out.append(
+            {
+                "budget_factor": row["factor"],
+                "budget_flops": row["cost_flops"],
+                "sweep_cost_flops": running.runs.cost_flops,
+                **running.to_dict(),
+            }
+        )
     return out

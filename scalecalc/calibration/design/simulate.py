@@ -55,9 +55,18 @@ def noise_draw(replicates: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((replicates, MAX_RUNS))
 
 
-def simulate(prior: Prior, N, D, target_flops: float, *, replicates: int, seed: int = 0,
-             noise: float = SEED_NOISE, eps: np.ndarray | None = None,
-             progress=None) -> Outcomes:
+def simulate(
+    prior: Prior,
+    N,
+    D,
+    target_flops: float,
+    *,
+    replicates: int,
+    seed: int = 0,
+    noise: float = SEED_NOISE,
+    eps: np.ndarray | None = None,
+    progress=None,
+) -> Outcomes:
     """Fit ``replicates`` noisy copies of the runs (N, D) and return the outcomes at the target."""
     N, D = np.asarray(N, float), np.asarray(D, float)
     if eps is None:
@@ -66,7 +75,7 @@ def simulate(prior: Prior, N, D, target_flops: float, *, replicates: int, seed: 
     y = np.log(prior.loss(N, D))[None, :] + noise * eps
     thetas = []
     for lo in range(0, replicates, CHUNK):
-        thetas.append(fit_replicates(prior, N, D, y[lo:lo + CHUNK]))
+        thetas.append(fit_replicates(prior, N, D, y[lo : lo + CHUNK]))
         if progress is not None:
             progress(min(CHUNK, replicates - lo))
     theta = np.concatenate(thetas)
@@ -88,13 +97,20 @@ def fit_replicates(prior: Prior, N: np.ndarray, D: np.ndarray, y: np.ndarray) ->
     best = np.arange(R) * S0 + np.argmin(f.reshape(R, S0), axis=1)
     theta = theta[best]
     for r in np.flatnonzero(~converged[best]):  # rare: finish as the engine does
-        theta[r] = polish(model, theta[r], X, y[r], np.ones(n), objective="huber",
-                          delta=HUBER_DELTA, maxiter=500)[0]
+        theta[r] = polish(model, theta[r], X, y[r], np.ones(n), objective="huber", delta=HUBER_DELTA, maxiter=500)[0]
     return theta
 
 
-def lm_rows(model, theta0: np.ndarray, X: np.ndarray, Y: np.ndarray, *, max_iter: int = 300,
-            xtol: float = 1e-9, ftol: float = 1e-13):
+def lm_rows(
+    model,
+    theta0: np.ndarray,
+    X: np.ndarray,
+    Y: np.ndarray,
+    *,
+    max_iter: int = 300,
+    xtol: float = 1e-9,
+    ftol: float = 1e-13,
+):
     """``scalecalc.fit.optim.batched_lm`` with one data vector per row (``Y`` is (S, n)).
 
     The same model evaluation, IRLS normal equations, Huber penalty (δ = :data:`HUBER_DELTA`),
@@ -125,8 +141,7 @@ def lm_rows(model, theta0: np.ndarray, X: np.ndarray, Y: np.ndarray, *, max_iter
         g, H = _normal_equations(model, st, X, psi(ra, delta), wfun(ra, delta))
         d = np.diagonal(H, axis1=1, axis2=2)
         d = np.maximum(d, 1e-10 * d.max(axis=1, keepdims=True) + 1e-300)
-        step = -np.linalg.solve(H + lam[idx, None, None] * d[:, :, None] * eye,
-                                g[..., None])[..., 0]
+        step = -np.linalg.solve(H + lam[idx, None, None] * d[:, :, None] * eye, g[..., None])[..., 0]
         step[~np.isfinite(step)] = 0.0
         trial = np.clip(theta[idx] + step, model.lower, model.upper)
         st_t = _evaluate(model, trial, X)

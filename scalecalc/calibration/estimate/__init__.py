@@ -21,7 +21,24 @@ from .procedure import estimate, heldout_check
 from .result import Estimate
 
 __all__ = [
-    "Curve", "make_curve", "curves_from_store", "replicate_groups", "seed_spread", "Estimate", "estimate", "heldout_check",
-    "Contour", "BcritFit", "contours", "fit_bcrit", "PowerLawN", "CurveFit", "fit_loss_n",
-    "fit_loss_n_e", "fit_curves", "loss_nsb", "synthetic_curves", "KAPLAN_TABLE5",
+    "Curve",
+    "make_curve",
+    "curves_from_store",
+    "replicate_groups",
+    "seed_spread",
+    "Estimate",
+    "estimate",
+    "heldout_check",
+    "Contour",
+    "BcritFit",
+    "contours",
+    "fit_bcrit",
+    "PowerLawN",
+    "CurveFit",
+    "fit_loss_n",
+    "fit_loss_n_e",
+    "fit_curves",
+    "loss_nsb",
+    "synthetic_curves",
+    "KAPLAN_TABLE5",
 ]

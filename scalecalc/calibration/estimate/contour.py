@@ -13,8 +13,8 @@ slope −1/α_B, intercept ln B* (eq 5.3). docs/reference.md §1.6, §6 step 2.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from scalecalc.errors import NotEnoughData
 
 from .curves import Curve, smooth_log_loss
 
-_MONOTONE: "weakref.WeakKeyDictionary[Curve, tuple[np.ndarray, np.ndarray]]" = weakref.WeakKeyDictionary()
+_MONOTONE: weakref.WeakKeyDictionary[Curve, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class BcritFit:
 
     Bstar: float
     alpha_B: float
-    rms: float        # RMS residual of ln B_crit
+    rms: float  # RMS residual of ln B_crit
     n_contours: int
 
 
@@ -103,7 +103,7 @@ def loss_levels(group: Sequence[Curve], n_levels: int = 12, min_runs: int = 3) -
     k = min(min_runs, len(ends))
     if k < 2:
         return np.array([])
-    hi = np.sort([m[0] for m in ends])[-k]   # k runs are still above this at their first point
+    hi = np.sort([m[0] for m in ends])[-k]  # k runs are still above this at their first point
     lo = np.sort([m[-1] for m in ends])[k - 1]  # ... and k runs get below this by their last
     if lo >= hi:
         return np.array([])
@@ -133,8 +133,7 @@ def contours(group: Sequence[Curve], n_levels: int = 12) -> list[Contour]:
     if len(np.unique(B)) < 2:
         return []
     N = group[0].N_non_embedding
-    return [fit_contour(N, L, B, np.array([first_reach(c, L) for c in group]))
-            for L in loss_levels(group, n_levels)]
+    return [fit_contour(N, L, B, np.array([first_reach(c, L) for c in group])) for L in loss_levels(group, n_levels)]
 
 
 def fit_bcrit(found: Sequence[Contour], *, spread: float = 10.0) -> BcritFit:
@@ -145,15 +144,19 @@ def fit_bcrit(found: Sequence[Contour], *, spread: float = 10.0) -> BcritFit:
     """
     good = [c for c in found if c.ok and min(c.B) / spread <= c.B_crit <= max(c.B) * spread]
     if len({round(np.log(c.L), 9) for c in good}) < 2:
-        raise NotEnoughData(f"B*, alpha_B not estimated: they need equal-loss contours at 2 or "
-                            f"more losses, got {len(good)} usable; run one model size at 3 or "
-                            "more batch sizes that bracket the critical batch")
+        raise NotEnoughData(
+            f"B*, alpha_B not estimated: they need equal-loss contours at 2 or "
+            f"more losses, got {len(good)} usable; run one model size at 3 or "
+            "more batch sizes that bracket the critical batch"
+        )
     lnL = np.log([c.L for c in good])
     lnB = np.log([c.B_crit for c in good])
     slope, intercept = np.polyfit(lnL, lnB, 1)
     if slope >= 0:
-        raise NotEnoughData(f"B*, alpha_B not estimated: the critical batch does not fall with "
-                            f"the loss (slope {slope:+.3g}); "
-                            "widen the batch-size grid or train longer")
+        raise NotEnoughData(
+            f"B*, alpha_B not estimated: the critical batch does not fall with "
+            f"the loss (slope {slope:+.3g}); "
+            "widen the batch-size grid or train longer"
+        )
     rms = float(np.sqrt(np.mean((lnB - intercept - slope * lnL) ** 2)))
     return BcritFit(float(np.exp(intercept)), float(-1.0 / slope), rms, len(good))

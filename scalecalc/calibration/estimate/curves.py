@@ -2,13 +2,15 @@
 
 The estimation math never sees the store or torch: it works on :class:`Curve` records, so the
 procedures can be tested on synthetic curves (``scalecalc.calibration.estimate.kaplan.synthetic_curves``).
-:func:`curves_from_store` is the only place that knows the store layout (docs/architecture.md, "One calibration, end to end").
+:func:`curves_from_store` is the only place that knows the store layout (docs/architecture.md,
+"One calibration, end to end").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,9 +75,20 @@ class Curve:
         return float(np.exp(smooth_log_loss(self.steps[keep], self.loss[keep])[-1]))
 
 
-def make_curve(run_id: str, N_non_embedding: float, N_total: float, batch_tokens: float,
-               warmup_steps: int, steps, loss, *, flops_per_token: float | None = None,
-               tokens=None, flops=None, budget: float | None = None) -> Curve:
+def make_curve(
+    run_id: str,
+    N_non_embedding: float,
+    N_total: float,
+    batch_tokens: float,
+    warmup_steps: int,
+    steps,
+    loss,
+    *,
+    flops_per_token: float | None = None,
+    tokens=None,
+    flops=None,
+    budget: float | None = None,
+) -> Curve:
     """Build a :class:`Curve`, deriving tokens (B S) and FLOPs (tokens x FLOPs/token) when absent."""
     steps = np.asarray(steps, dtype=float)
     order = np.argsort(steps, kind="stable")
@@ -87,8 +100,18 @@ def make_curve(run_id: str, N_non_embedding: float, N_total: float, batch_tokens
         flops = tokens * per_token  # FLOPs, Kaplan C = 6 N B S (§2.1) unless told otherwise
     else:
         flops = np.asarray(flops, float)[order]
-    return Curve(run_id, float(N_non_embedding), float(N_total), float(batch_tokens),
-                 int(warmup_steps), steps, tokens, flops, loss, budget)
+    return Curve(
+        run_id,
+        float(N_non_embedding),
+        float(N_total),
+        float(batch_tokens),
+        int(warmup_steps),
+        steps,
+        tokens,
+        flops,
+        loss,
+        budget,
+    )
 
 
 def smooth_log_loss(steps: np.ndarray, loss: np.ndarray, window: float = 0.1) -> np.ndarray:
@@ -155,19 +178,25 @@ def curves_from_store(store) -> list[Curve]:
             N_ne = float(run.params["non_embedding"])
             N_tot = float(run.params.get("total", N_ne))
         except (KeyError, TypeError) as exc:
-            raise DataError(f"store run {run.id}: missing {exc} in its config or params; "
-                            "re-run it with this scalecalc version") from None
+            raise DataError(
+                f"store run {run.id}: missing {exc} in its config or params; re-run it with this scalecalc version"
+            ) from None
         budget = cfg.get("budget_amount") if cfg.get("budget_kind") == "flops" else None
-        curves.append(Curve(
-            run_id=run.id, N_non_embedding=N_ne, N_total=N_tot, batch_tokens=B,
-            warmup_steps=_warmup_steps(cfg, N_tot, B),
-            steps=np.array([p.step for p in points], float),
-            tokens=np.array([p.tokens for p in points], float),
-            flops=np.array([p.flops for p in points], float),
-            loss=np.array([p.val_loss for p in points], float),
-            budget=None if budget is None else float(budget),
-            replicate_of=_without_seed(cfg),
-        ))
+        curves.append(
+            Curve(
+                run_id=run.id,
+                N_non_embedding=N_ne,
+                N_total=N_tot,
+                batch_tokens=B,
+                warmup_steps=_warmup_steps(cfg, N_tot, B),
+                steps=np.array([p.step for p in points], float),
+                tokens=np.array([p.tokens for p in points], float),
+                flops=np.array([p.flops for p in points], float),
+                loss=np.array([p.val_loss for p in points], float),
+                budget=None if budget is None else float(budget),
+                replicate_of=_without_seed(cfg),
+            )
+        )
     curves.sort(key=lambda c: (c.N_non_embedding, c.batch_tokens, c.run_id))
     return curves
 
@@ -202,11 +231,18 @@ def seed_spread(curves: Sequence[Curve]) -> list[dict]:
         final = final[np.isfinite(final)]
         if not len(final):
             continue
-        rows.append({"N": group[0].N_non_embedding, "batch_tokens": group[0].batch_tokens,
-                     "seeds": len(final), "mean": float(final.mean()),
-                     "std": float(final.std(ddof=1)) if len(final) > 1 else None,
-                     "low": float(final.min()), "high": float(final.max()),
-                     "rel_spread": float((final.max() - final.min()) / final.mean())})
+        rows.append(
+            {
+                "N": group[0].N_non_embedding,
+                "batch_tokens": group[0].batch_tokens,
+                "seeds": len(final),
+                "mean": float(final.mean()),
+                "std": float(final.std(ddof=1)) if len(final) > 1 else None,
+                "low": float(final.min()),
+                "high": float(final.max()),
+                "rel_spread": float((final.max() - final.min()) / final.mean()),
+            }
+        )
     rows.sort(key=lambda r: (r["N"], r["batch_tokens"]))
     return rows
 

@@ -13,8 +13,8 @@ Power terms are parameterised in centred log space, ln L_N = c − α (ln N − 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -57,9 +57,9 @@ class CurveFit:
     alpha_N: float
     S_c: float
     alpha_S: float
-    rms: float          # RMS residual of ln L over the points used
+    rms: float  # RMS residual of ln L over the points used
     n_points: int
-    joint: bool         # True: N_c, α_N refitted with S_c, α_S; False: held at step-1 values
+    joint: bool  # True: N_c, α_N refitted with S_c, α_S; False: held at step-1 values
     batch_adjusted: bool  # False when no B_crit(L) was available and S_min = S was used
     residual: str = "forward"  # "forward" (L solved per step) or "convert" (S_min from measured L)
     at_bound: bool = False  # an exponent or scale ended on a bound of the search box
@@ -93,16 +93,17 @@ def fit_loss_n(N, L) -> PowerLawN:
     """L = (N_c/N)^α_N by least squares on ln L against ln N (Kaplan eq 1.1)."""
     N, L = np.asarray(N, float), np.asarray(L, float)
     if len(np.unique(N)) < 2:
-        raise NotEnoughData(f"L(N) needs runs of at least 2 model sizes, got {len(np.unique(N))}; "
-                            "add sizes to the recipe's grid")
+        raise NotEnoughData(
+            f"L(N) needs runs of at least 2 model sizes, got {len(np.unique(N))}; add sizes to the recipe's grid"
+        )
     slope, intercept = np.polyfit(np.log(N), np.log(L), 1)
     alpha = -slope
     if alpha <= 0:
-        raise NotEnoughData(f"final loss does not fall with N (slope {slope:+.3g}); "
-                            "train longer or widen the range of model sizes")
+        raise NotEnoughData(
+            f"final loss does not fall with N (slope {slope:+.3g}); train longer or widen the range of model sizes"
+        )
     resid = np.log(L) - (intercept + slope * np.log(N))
-    return PowerLawN(float(np.exp(intercept / alpha)), float(alpha), None,
-                     float(np.sqrt(np.mean(resid**2))), len(N))
+    return PowerLawN(float(np.exp(intercept / alpha)), float(alpha), None, float(np.sqrt(np.mean(resid**2))), len(N))
 
 
 def fit_loss_n_e(N, L) -> PowerLawN:
@@ -111,8 +112,7 @@ def fit_loss_n_e(N, L) -> PowerLawN:
 
     N, L = np.asarray(N, float), np.asarray(L, float)
     if len(np.unique(N)) < 3:
-        raise NotEnoughData(f"L(N) with an irreducible term needs at least 3 model sizes, "
-                            f"got {len(np.unique(N))}")
+        raise NotEnoughData(f"L(N) with an irreducible term needs at least 3 model sizes, got {len(np.unique(N))}")
     lnN, lnL = np.log(N), np.log(L)
     m = lnN.mean()
     E_hi = 0.999 * L.min()
@@ -126,14 +126,14 @@ def fit_loss_n_e(N, L) -> PowerLawN:
     for frac in (0.0, 0.5, 0.9):  # a few starts: the E direction is flat when α_N is small
         E0 = frac * E_hi
         c0 = np.log(max(np.exp(lnL.mean()) - E0, 1e-3))
-        res = least_squares(resid, [E0, c0, base.alpha_N], method="trf",
-                            bounds=([0.0, -50.0, 1e-4], [E_hi, 50.0, 5.0]))
+        res = least_squares(resid, [E0, c0, base.alpha_N], method="trf", bounds=([0.0, -50.0, 1e-4], [E_hi, 50.0, 5.0]))
         if best is None or res.cost < best.cost:
             best = res
     E, c, a = best.x
     at_bound = E <= 1e-6 * L.min() or E >= 0.99 * E_hi
-    return PowerLawN(float(np.exp(m + c / a)), float(a), float(E),
-                     float(np.sqrt(np.mean(best.fun**2))), len(N), bool(at_bound))
+    return PowerLawN(
+        float(np.exp(m + c / a)), float(a), float(E), float(np.sqrt(np.mean(best.fun**2))), len(N), bool(at_bound)
+    )
 
 
 def curve_points(curves: Sequence[Curve]) -> dict[str, np.ndarray]:
@@ -149,18 +149,28 @@ def curve_points(curves: Sequence[Curve]) -> dict[str, np.ndarray]:
         if n < 2:
             continue
         S, L = c.steps[keep], c.loss[keep]
-        for k, v in (("N", np.full(n, c.N_non_embedding)), ("S", S), ("B", np.full(n, c.batch_tokens)),
-                     ("lnL", np.log(L)), ("lnLs", smooth_log_loss(S, L)), ("w", np.full(n, n**-0.5))):
+        for k, v in (
+            ("N", np.full(n, c.N_non_embedding)),
+            ("S", S),
+            ("B", np.full(n, c.batch_tokens)),
+            ("lnL", np.log(L)),
+            ("lnLs", smooth_log_loss(S, L)),
+            ("w", np.full(n, n**-0.5)),
+        ):
             cols[k].append(v)
     if not cols["N"]:
-        raise NotEnoughData("no run has at least 2 evaluations after warmup; "
-                            "evaluate more often or lower warmup_steps")
+        raise NotEnoughData("no run has at least 2 evaluations after warmup; evaluate more often or lower warmup_steps")
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 
-def fit_curves(curves: Sequence[Curve], *, bcrit: tuple[float, float] | None,
-               start: PowerLawN | CurveFit, joint: bool = True,
-               residual: str = "forward") -> CurveFit:
+def fit_curves(
+    curves: Sequence[Curve],
+    *,
+    bcrit: tuple[float, float] | None,
+    start: PowerLawN | CurveFit,
+    joint: bool = True,
+    residual: str = "forward",
+) -> CurveFit:
     """Fit L(N, S_min) = (N_c/N)^α_N + (S_c/S_min)^α_S to every point after warmup.
 
     Parameters
@@ -187,6 +197,7 @@ def fit_curves(curves: Sequence[Curve], *, bcrit: tuple[float, float] | None,
     mN, mS = lnN.mean(), lnS.mean()
     joint = joint and len(np.unique(pts["N"])) >= 2
     cN0, aN0 = start.alpha_N * (np.log(start.N_c) - mN), start.alpha_N
+
     def lnS_min(x):  # ln S_min at ln L = x (Kaplan eq 5.4), and its derivative in x
         if bcrit is None:
             return lnS, 0.0
@@ -216,14 +227,19 @@ def fit_curves(curves: Sequence[Curve], *, bcrit: tuple[float, float] | None,
         res = least_squares(resid, p0, method="trf", bounds=(lo, hi), x_scale="jac")
         if best is None or res.cost < best.cost:
             best = res
-    at_bound = bool(np.any(np.isclose(best.x, lo, rtol=0, atol=1e-6 * (hi - lo))
-                           | np.isclose(best.x, hi, rtol=0, atol=1e-6 * (hi - lo))))
+    at_bound = bool(
+        np.any(
+            np.isclose(best.x, lo, rtol=0, atol=1e-6 * (hi - lo))
+            | np.isclose(best.x, hi, rtol=0, atol=1e-6 * (hi - lo))
+        )
+    )
     cN, aN, cS, aS = best.x if joint else (cN0, aN0, *best.x)
     rms = float(np.sqrt(np.mean((model(cN, aN, cS, aS) - lnL) ** 2)))
     with np.errstate(over="ignore"):  # an absurd fit shows as inf, and the caller warns
         N_c, S_c = np.exp(mN + cN / aN), np.exp(mS + cS / aS)
-    return CurveFit(float(N_c), float(aN), float(S_c), float(aS), rms, len(lnL), bool(joint),
-                    bcrit is not None, residual, at_bound)
+    return CurveFit(
+        float(N_c), float(aN), float(S_c), float(aS), rms, len(lnL), bool(joint), bcrit is not None, residual, at_bound
+    )
 
 
 def _s_starts(start, lnL, lnN, lnS, mN, mS, cN0, aN0):

@@ -8,7 +8,7 @@ Chinchilla fitter in the project. N is the total parameter count and C = 6 N D (
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,13 +26,19 @@ def isoflop_runs(curves: Sequence[Curve]):
     from scalecalc.fit.runs import Runs
 
     return Runs.from_arrays(
-        params=[c.N_total for c in tagged], tokens=[c.tokens[-1] for c in tagged],
-        loss=[c.final_loss for c in tagged], run=np.array([c.run_id for c in tagged]),
-        budget=[c.budget for c in tagged], flops_convention="6nd", source="calibrate store")
+        params=[c.N_total for c in tagged],
+        tokens=[c.tokens[-1] for c in tagged],
+        loss=[c.final_loss for c in tagged],
+        run=np.array([c.run_id for c in tagged]),
+        budget=[c.budget for c in tagged],
+        flops_convention="6nd",
+        source="calibrate store",
+    )
 
 
-def fit_isoflop(curves: Sequence[Curve], *, bootstrap: int = 0,
-                seed: int = 0) -> tuple[dict[str, float], dict[str, tuple], list[str]]:
+def fit_isoflop(
+    curves: Sequence[Curve], *, bootstrap: int = 0, seed: int = 0
+) -> tuple[dict[str, float], dict[str, tuple], list[str]]:
     """Fit the Chinchilla form and the IsoFLOP exponent a with ``scalecalc.fit.fit_law``.
 
     ``bootstrap`` resamples are done by the fit engine (its intervals are reported as is).

@@ -13,7 +13,7 @@ The right-hand side L − (N_c/N)^α_N − (S_c (1 + B_crit(L)/B)/S)^α_S is str
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -21,8 +21,7 @@ from .curves import Curve, make_curve
 
 #: Kaplan et al. 2020 Table 5 (summary of fitted values). With these, N = 1e8, S = 1e5, B = 2^19
 #: gives L = 2.961, B_crit = 1.20e6 tokens, S_min = 3.05e4 (docs/reference.md §1.6 test vector).
-KAPLAN_TABLE5 = {"N_c": 8.8e13, "alpha_N": 0.076, "S_c": 2.1e3, "alpha_S": 0.76,
-                 "Bstar": 2.1e8, "alpha_B": 0.21}
+KAPLAN_TABLE5 = {"N_c": 8.8e13, "alpha_N": 0.076, "S_c": 2.1e3, "alpha_S": 0.76, "Bstar": 2.1e8, "alpha_B": 0.21}
 
 
 def loss_n(N, N_c: float, alpha_N: float):
@@ -87,8 +86,7 @@ def loss_nsb(N, S, B, *, N_c, alpha_N, S_c, alpha_S, Bstar=None, alpha_B=None):
 
     def ln_s_term(x):  # ln (S_c/S_min)^α_S with S_min = S/(1 + B_crit(e^x)/B), and d/dx
         r = b_crit(np.exp(x), Bstar, alpha_B) / B
-        return (alpha_S * (np.log(S_c) - lnS + np.log1p(r)),
-                -alpha_S / alpha_B * r / (1.0 + r))
+        return (alpha_S * (np.log(S_c) - lnS + np.log1p(r)), -alpha_S / alpha_B * r / (1.0 + r))
 
     return np.exp(solve_ln_loss(ln_floor, ln_s_term))
 
@@ -101,9 +99,11 @@ def frontier(N_c, alpha_N, S_c, alpha_S, Bstar, alpha_B) -> dict:
     α_C = 0.0520 and C_c = 2.2e8 PF-days (docs/reference.md §1.7).
     """
     alpha_C = 1.0 / (1.0 / alpha_S + 1.0 / alpha_B + 1.0 / alpha_N)
-    ln_C_c = (np.log(6.0 * N_c * Bstar * S_c)  # in logs: the powers overflow for tiny exponents
-              + (1 / alpha_S + 1 / alpha_N) * np.log1p(alpha_N / alpha_S)
-              + np.log(alpha_S / alpha_N) / alpha_S)
+    ln_C_c = (
+        np.log(6.0 * N_c * Bstar * S_c)  # in logs: the powers overflow for tiny exponents
+        + (1 / alpha_S + 1 / alpha_N) * np.log1p(alpha_N / alpha_S)
+        + np.log(alpha_S / alpha_N) / alpha_S
+    )
     with np.errstate(over="ignore"):
         return {"alpha_C": float(alpha_C), "C_c": float(np.exp(ln_C_c))}
 
@@ -114,10 +114,17 @@ def optimal_params(C, N_c, alpha_N, S_c, alpha_S, Bstar, alpha_B):
     return N_c * (C / fr["C_c"]) ** (fr["alpha_C"] / alpha_N) * (1 + alpha_N / alpha_S) ** (1 / alpha_N)
 
 
-def synthetic_curves(constants: Mapping[str, float], sizes: Sequence[float],
-                     batches: Sequence[float], *, steps: Sequence[float] | np.ndarray,
-                     warmup_steps: int = 0, noise: float = 0.0, seed: int = 0,
-                     embedding_fraction: float = 0.2) -> list[Curve]:
+def synthetic_curves(
+    constants: Mapping[str, float],
+    sizes: Sequence[float],
+    batches: Sequence[float],
+    *,
+    steps: Sequence[float] | np.ndarray,
+    warmup_steps: int = 0,
+    noise: float = 0.0,
+    seed: int = 0,
+    embedding_fraction: float = 0.2,
+) -> list[Curve]:
     """Learning curves generated from Kaplan's L(N, S, B) with multiplicative Gaussian noise.
 
     One curve per (N, B) pair, evaluated at ``steps``. ``noise`` is the standard deviation of
@@ -129,10 +136,12 @@ def synthetic_curves(constants: Mapping[str, float], sizes: Sequence[float],
     out = []
     for N in sizes:
         for B in batches:
-            L = loss_nsb(N, steps, B, **{k: constants[k] for k in
-                                         ("N_c", "alpha_N", "S_c", "alpha_S", "Bstar", "alpha_B")})
+            L = loss_nsb(
+                N, steps, B, **{k: constants[k] for k in ("N_c", "alpha_N", "S_c", "alpha_S", "Bstar", "alpha_B")}
+            )
             if noise:
                 L = L * np.exp(noise * rng.standard_normal(L.shape))
-            out.append(make_curve(f"synth-N{N:.3g}-B{B:.3g}", N, N / (1 - embedding_fraction),
-                                  B, warmup_steps, steps, L))
+            out.append(
+                make_curve(f"synth-N{N:.3g}-B{B:.3g}", N, N / (1 - embedding_fraction), B, warmup_steps, steps, L)
+            )
     return out

@@ -15,8 +15,9 @@ Pipeline (docs/reference.md §6, reconstructed from Kaplan et al. 2020 §5 and A
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,14 @@ class _Core:
     e_at_bound: bool
 
 
-def _core(curves: Sequence[Curve], *, joint: bool | None, n_levels: int,
-          start: CurveFit | None = None, residual: str = "forward") -> _Core:
+def _core(
+    curves: Sequence[Curve],
+    *,
+    joint: bool | None,
+    n_levels: int,
+    start: CurveFit | None = None,
+    residual: str = "forward",
+) -> _Core:
     N, L = final_points(curves)
     power = fit_loss_n(N, L)
     consts = {"N_c_final": power.N_c, "alpha_N_final": power.alpha_N}
@@ -72,8 +79,16 @@ def _core(curves: Sequence[Curve], *, joint: bool | None, n_levels: int,
     return _Core(consts, found, tuple(notes), cf, at_bound)
 
 
-def estimate(source, *, bootstrap: int = 100, seed: int = 0, joint: bool | None = None,
-             confidence: float = 0.95, n_levels: int = 12, residual: str = "forward") -> Estimate:
+def estimate(
+    source,
+    *,
+    bootstrap: int = 100,
+    seed: int = 0,
+    joint: bool | None = None,
+    confidence: float = 0.95,
+    n_levels: int = 12,
+    residual: str = "forward",
+) -> Estimate:
     """Estimate Kaplan / Su et al. constants (and Chinchilla's, with IsoFLOP runs) from a sweep.
 
     Parameters
@@ -115,18 +130,34 @@ def estimate(source, *, bootstrap: int = 100, seed: int = 0, joint: bool | None 
     warnings = _warnings(curves, full, iso_notes, bootstrap, n_ok)
     method = {
         "procedure": "Kaplan et al. 2020 §5 / App. B; Su et al. 2024 (docs/reference.md §6)",
-        "joint": full.curve_fit.joint, "batch_adjusted": full.curve_fit.batch_adjusted,
+        "joint": full.curve_fit.joint,
+        "batch_adjusted": full.curve_fit.batch_adjusted,
         "residual": full.curve_fit.residual,
-        "curve_rms_lnL": full.curve_fit.rms, "curve_points": full.curve_fit.n_points,
-        "contours_used": sum(c.ok for c in full.contours), "contours_tried": len(full.contours),
-        "bootstrap": bootstrap, "bootstrap_valid": n_ok, "seed": seed, "confidence": confidence,
+        "curve_rms_lnL": full.curve_fit.rms,
+        "curve_points": full.curve_fit.n_points,
+        "contours_used": sum(c.ok for c in full.contours),
+        "contours_tried": len(full.contours),
+        "bootstrap": bootstrap,
+        "bootstrap_valid": n_ok,
+        "seed": seed,
+        "confidence": confidence,
         "seed_bootstrap": any(len(g) > 1 for g in replicate_groups(curves)),
     }
     provenance = _provenance(source, curves)
     if method["seed_bootstrap"]:  # the law file carries the replicates behind its intervals
         provenance["replicates"] = seed_spread(curves)
-    return Estimate(constants, intervals, aligned, len(curves), len(group_by_size(curves)),
-                    tuple(warnings), provenance, _fitted_range(curves), full.contours, method)
+    return Estimate(
+        constants,
+        intervals,
+        aligned,
+        len(curves),
+        len(group_by_size(curves)),
+        tuple(warnings),
+        provenance,
+        _fitted_range(curves),
+        full.contours,
+        method,
+    )
 
 
 def _bootstrap(curves, full: _Core, n: int, seed: int, n_levels: int):
@@ -137,8 +168,13 @@ def _bootstrap(curves, full: _Core, n: int, seed: int, n_levels: int):
     for _ in range(n):
         pick = resample(curves, rng)
         try:
-            rep = _core(pick, joint=full.curve_fit.joint, n_levels=n_levels,
-                        start=full.curve_fit, residual=full.curve_fit.residual).constants
+            rep = _core(
+                pick,
+                joint=full.curve_fit.joint,
+                n_levels=n_levels,
+                start=full.curve_fit,
+                residual=full.curve_fit.residual,
+            ).constants
             n_ok += 1
         except (ScalecalcError, ValueError, np.linalg.LinAlgError):
             continue  # a resample with too few sizes: not a replicate of this design
@@ -187,26 +223,33 @@ def _warnings(curves, full: _Core, iso_notes, n_boot: int, n_ok: int) -> list[st
     if len(sizes) < 3:
         out.append(f"only {len(sizes)} model sizes: N_c, alpha_N rest on 2 points; use 3 or more")
     if sizes.max() / sizes.min() < 10:
-        out.append(f"model sizes span {sizes.max() / sizes.min():.1f}x, under one decade: "
-                   "alpha_N is poorly determined and extrapolation is risky")
+        out.append(
+            f"model sizes span {sizes.max() / sizes.min():.1f}x, under one decade: "
+            "alpha_N is poorly determined and extrapolation is risky"
+        )
     out.extend(full.notes)
     if not full.curve_fit.batch_adjusted:
-        out.append("S_c, alpha_S fitted with S_min = S (no B_crit): they hold at the batch sizes "
-                   "of the sweep only")
+        out.append("S_c, alpha_S fitted with S_min = S (no B_crit): they hold at the batch sizes of the sweep only")
     failed = [c for c in full.contours if not c.ok]
     if failed:
         reasons = sorted({c.message for c in failed})
         out.append(f"{len(failed)} of {len(full.contours)} equal-loss contours failed ({'; '.join(reasons)})")
     if full.curve_fit.rms > 0.05:  # 5 % in L: far above evaluation noise
-        out.append(f"L(N, S_min) fits the curves poorly (RMS {full.curve_fit.rms:.2g} in ln L): "
-                   "S_c, alpha_S are unreliable; train longer so the runs reach the power-law "
-                   "regime, or raise warmup_steps past the initial drop")
+        out.append(
+            f"L(N, S_min) fits the curves poorly (RMS {full.curve_fit.rms:.2g} in ln L): "
+            "S_c, alpha_S are unreliable; train longer so the runs reach the power-law "
+            "regime, or raise warmup_steps past the initial drop"
+        )
     if full.curve_fit.at_bound:
-        out.append("the L(N, S_min) fit ended on a bound of its search box (alpha_N <= 5, "
-                   "alpha_S <= 10): the curves do not pin N_c, alpha_N, S_c, alpha_S down")
+        out.append(
+            "the L(N, S_min) fit ended on a bound of its search box (alpha_N <= 5, "
+            "alpha_S <= 10): the curves do not pin N_c, alpha_N, S_c, alpha_S down"
+        )
     if full.e_at_bound:
-        out.append(f"irreducible loss E_N = {full.constants['E_N']:.3g} is at a bound of its fit: "
-                   "the sizes do not determine it")
+        out.append(
+            f"irreducible loss E_N = {full.constants['E_N']:.3g} is at a bound of its fit: "
+            "the sizes do not determine it"
+        )
     out.extend(iso_notes)
     if n_boot and n_ok < 0.8 * n_boot:
         out.append(f"only {n_ok} of {n_boot} bootstrap resamples could be fitted: intervals are rough")
@@ -222,8 +265,10 @@ def _fitted_range(curves: Sequence[Curve]) -> dict[str, tuple[float, float]]:
         "params": span([c.N_non_embedding for c in curves]),
         "tokens": span([c.tokens[-1] for c in curves]),
         "compute": span([c.flops[-1] for c in curves]),
-        "loss": span([np.nanmin(c.loss) for c in curves] + [np.nanmax(c.loss[c.after_warmup()])
-                                                          for c in curves if c.after_warmup().any()]),
+        "loss": span(
+            [np.nanmin(c.loss) for c in curves]
+            + [np.nanmax(c.loss[c.after_warmup()]) for c in curves if c.after_warmup().any()]
+        ),
         "batch": span([c.batch_tokens for c in curves]),
     }
 
@@ -252,14 +297,23 @@ def _shape(runs) -> dict[str, float] | None:
     if not configs:
         return None
     aspect = [c["d_model"] / c["n_layer"] for c in configs if c.get("n_layer")]
-    return {"vocab": int(max(c["vocab_size"] for c in configs)),
-            "seq_len": int(max(c["seq_len"] for c in configs)),
-            **({"aspect_ratio": float(np.median(aspect))} if aspect else {})}
+    return {
+        "vocab": int(max(c["vocab_size"] for c in configs)),
+        "seq_len": int(max(c["seq_len"] for c in configs)),
+        **({"aspect_ratio": float(np.median(aspect))} if aspect else {}),
+    }
 
 
-def heldout_check(source, *, joint: bool | None = None, n_levels: int = 12,
-                  residual: str = "forward", bootstrap: int = 0, seed: int = 0,
-                  confidence: float = 0.95) -> dict:
+def heldout_check(
+    source,
+    *,
+    joint: bool | None = None,
+    n_levels: int = 12,
+    residual: str = "forward",
+    bootstrap: int = 0,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
     """Refit without the largest model and predict its whole learning curve.
 
     The refit uses steps 1-3 on every run of the smaller sizes. The held-out run is the longest run
@@ -281,47 +335,74 @@ def heldout_check(source, *, joint: bool | None = None, n_levels: int = 12,
     curves = as_curves(source)
     groups = group_by_size(curves)
     if len(groups) < 3:
-        raise NotEnoughData(f"the held-out check needs 3 or more model sizes (2 to refit), got "
-                            f"{len(groups)}; add sizes to the recipe")
+        raise NotEnoughData(
+            f"the held-out check needs 3 or more model sizes (2 to refit), got {len(groups)}; add sizes to the recipe"
+        )
     train = [c for g in groups[:-1] for c in g]
     held = max(groups[-1], key=lambda c: (c.tokens[-1], -c.final_loss))
     refit = _core(train, joint=joint, n_levels=n_levels, residual=residual)
     k = refit.constants
     keep = held.after_warmup()
     S, measured = held.steps[keep], held.loss[keep]
-    predicted = loss_nsb(held.N_non_embedding, S, held.batch_tokens,
-                         **{n: k[n] for n in ("N_c", "alpha_N", "S_c", "alpha_S")},
-                         Bstar=k.get("Bstar"), alpha_B=k.get("alpha_B"))
+    predicted = loss_nsb(
+        held.N_non_embedding,
+        S,
+        held.batch_tokens,
+        **{n: k[n] for n in ("N_c", "alpha_N", "S_c", "alpha_S")},
+        Bstar=k.get("Bstar"),
+        alpha_B=k.get("alpha_B"),
+    )
     rel = predicted / measured - 1
-    seeds = [c.final_loss for c in curves if c.replicate_of is not None
-             and c.replicate_of == held.replicate_of] or [held.final_loss]
+    seeds = [c.final_loss for c in curves if c.replicate_of is not None and c.replicate_of == held.replicate_of] or [
+        held.final_loss
+    ]
     extra: dict[str, Any] = {"final_measured_seeds": seeds}
     if bootstrap > 0:
-        extra.update(_heldout_interval(train, held, refit, bootstrap, seed, confidence, n_levels,
-                                       seeds))
-    return {**extra,
-        "run_id": held.run_id, "N": held.N_non_embedding, "batch_tokens": held.batch_tokens,
-        "steps": S.tolist(), "measured": measured.tolist(), "predicted": predicted.tolist(),
-        "final_measured": held.final_loss, "final_predicted": float(predicted[-1]),
+        extra.update(_heldout_interval(train, held, refit, bootstrap, seed, confidence, n_levels, seeds))
+    return {
+        **extra,
+        "run_id": held.run_id,
+        "N": held.N_non_embedding,
+        "batch_tokens": held.batch_tokens,
+        "steps": S.tolist(),
+        "measured": measured.tolist(),
+        "predicted": predicted.tolist(),
+        "final_measured": held.final_loss,
+        "final_predicted": float(predicted[-1]),
         "final_rel_error": float(predicted[-1] / held.final_loss - 1),
         "rms_rel_error": float(np.sqrt(np.mean(rel**2))),
-        "constants": dict(k), "n_runs_refit": len(train), "warnings": list(refit.notes),
+        "constants": dict(k),
+        "n_runs_refit": len(train),
+        "warnings": list(refit.notes),
     }
 
 
-def _heldout_interval(train, held: Curve, refit: _Core, n: int, seed: int, confidence: float,
-                      n_levels: int, measured_seeds) -> dict:
+def _heldout_interval(
+    train, held: Curve, refit: _Core, n: int, seed: int, confidence: float, n_levels: int, measured_seeds
+) -> dict:
     """Percentile interval of the held-out final-loss prediction over bootstrap refits."""
     rng = np.random.default_rng(seed)
     finals = []
     S_last = held.steps[held.after_warmup()][-1:]
     for _ in range(n):
         try:
-            k = _core(resample(train, rng), joint=refit.curve_fit.joint, n_levels=n_levels,
-                      start=refit.curve_fit, residual=refit.curve_fit.residual).constants
-            value = float(loss_nsb(held.N_non_embedding, S_last, held.batch_tokens,
-                                   **{c: k[c] for c in ("N_c", "alpha_N", "S_c", "alpha_S")},
-                                   Bstar=k.get("Bstar"), alpha_B=k.get("alpha_B"))[-1])
+            k = _core(
+                resample(train, rng),
+                joint=refit.curve_fit.joint,
+                n_levels=n_levels,
+                start=refit.curve_fit,
+                residual=refit.curve_fit.residual,
+            ).constants
+            value = float(
+                loss_nsb(
+                    held.N_non_embedding,
+                    S_last,
+                    held.batch_tokens,
+                    **{c: k[c] for c in ("N_c", "alpha_N", "S_c", "alpha_S")},
+                    Bstar=k.get("Bstar"),
+                    alpha_B=k.get("alpha_B"),
+                )[-1]
+            )
         except (ScalecalcError, ValueError, KeyError, np.linalg.LinAlgError):
             continue
         if np.isfinite(value):
@@ -330,5 +411,8 @@ def _heldout_interval(train, held: Curve, refit: _Core, n: int, seed: int, confi
         return {"final_interval": None, "covers_measured": None, "interval_replicates": len(finals)}
     tail = 100 * (1 - confidence) / 2
     lo, hi = (float(x) for x in np.percentile(finals, [tail, 100 - tail]))
-    return {"final_interval": [lo, hi], "interval_replicates": len(finals),
-            "covers_measured": bool(all(lo <= m <= hi for m in measured_seeds))}
+    return {
+        "final_interval": [lo, hi],
+        "interval_replicates": len(finals),
+        "covers_measured": bool(all(lo <= m <= hi for m in measured_seeds)),
+    }

@@ -28,8 +28,7 @@ from .contour import Contour
 KAPLAN = ("N_c", "alpha_N", "S_c", "alpha_S", "Bstar", "alpha_B")
 _DEFINE = {  # constants only: Law.environment evaluates every define, also without C
     "alpha_C": "1 / (1/alpha_S + 1/alpha_B + 1/alpha_N)",
-    "C_c": "6 * N_c * Bstar * S_c * (1 + alpha_N/alpha_S)**(1/alpha_S + 1/alpha_N)"
-           " * (alpha_S/alpha_N)**(1/alpha_S)",
+    "C_c": "6 * N_c * Bstar * S_c * (1 + alpha_N/alpha_S)**(1/alpha_S + 1/alpha_N) * (alpha_S/alpha_N)**(1/alpha_S)",
 }
 _N_OPT = "N_c * (C / 2 / C_c)**(alpha_C/alpha_N) * (1 + alpha_N/alpha_S)**(1/alpha_N)"  # eq B.9
 _ALLOCATION = {
@@ -131,8 +130,7 @@ class Estimate:
         for name, value in self.constants.items():
             lo, hi = self.intervals.get(name, (None, None))
             unit, meaning = DESCRIPTIONS.get(name, ("", ""))
-            out.append({"name": name, "value": value, "low": lo, "high": hi, "unit": unit,
-                        "meaning": meaning})
+            out.append({"name": name, "value": value, "low": lo, "high": hi, "unit": unit, "meaning": meaning})
         return out
 
     def to_dict(self) -> dict:
@@ -147,8 +145,17 @@ class Estimate:
             "fitted_range": {k: list(v) for k, v in self.fitted_range.items()},
             "method": dict(self.method),
             "contours": [
-                {"N": c.N, "L": c.L, "S_min": c.S_min, "E_min": c.E_min, "B_crit": c.B_crit,
-                 "ok": c.ok, "message": c.message} for c in self.contours],
+                {
+                    "N": c.N,
+                    "L": c.L,
+                    "S_min": c.S_min,
+                    "E_min": c.E_min,
+                    "B_crit": c.B_crit,
+                    "ok": c.ok,
+                    "message": c.message,
+                }
+                for c in self.contours
+            ],
         }
 
     def to_law(self, name: str = "calibrated") -> dict:
@@ -159,25 +166,40 @@ class Estimate:
         law: dict[str, Any] = {
             "name": name,
             "title": f"Calibrated on {recipe} ({self.n_runs} runs, {self.n_sizes} model sizes)",
-            "source": ("scalecalc calibrate: Kaplan et al. 2020 §5 / App. B constants by the Su et al. "
-                       "2024 procedure" + (", Chinchilla form by scalecalc.fit" if self.has_chinchilla else "")
-                       + f", {self.provenance.get('date', '')}").rstrip(", "),
+            "source": (
+                "scalecalc calibrate: Kaplan et al. 2020 §5 / App. B constants by the Su et al. "
+                "2024 procedure"
+                + (", Chinchilla form by scalecalc.fit" if self.has_chinchilla else "")
+                + f", {self.provenance.get('date', '')}"
+            ).rstrip(", "),
         }
         kaplan = {k: self.constants[k] for k in KAPLAN if k in self.constants}
         if self.has_chinchilla:
-            law.update(form="chinchilla", loss="E + A / N**alpha + B / D**beta",
-                       constants={**{k: self.constants[k] for k in ("E", "A", "B", "alpha", "beta")},
-                                  **kaplan}, flops="6nd", params_kind="total")
+            law.update(
+                form="chinchilla",
+                loss="E + A / N**alpha + B / D**beta",
+                constants={**{k: self.constants[k] for k in ("E", "A", "B", "alpha", "beta")}, **kaplan},
+                flops="6nd",
+                params_kind="total",
+            )
         elif self.has_kaplan:
-            law.update(form="kaplan", define=dict(_DEFINE), params=_ALLOCATION["params"],
-                       tokens=_ALLOCATION["tokens"], constants=kaplan, flops="kaplan",
-                       params_kind="non_embedding",
-                       hyperparameters={"batch_size": _ALLOCATION["batch_size"]})
+            law.update(
+                form="kaplan",
+                define=dict(_DEFINE),
+                params=_ALLOCATION["params"],
+                tokens=_ALLOCATION["tokens"],
+                constants=kaplan,
+                flops="kaplan",
+                params_kind="non_embedding",
+                hyperparameters={"batch_size": _ALLOCATION["batch_size"]},
+            )
         else:
             missing = ", ".join(k for k in KAPLAN if k not in self.constants)
-            raise NotEnoughData(f"cannot write a plannable law: {missing} not estimated and no "
-                                "IsoFLOP sweep; add a batch-size sweep (calibrate/batch-size.yaml) "
-                                "or an IsoFLOP grid (calibrate/isoflop.yaml)")
+            raise NotEnoughData(
+                f"cannot write a plannable law: {missing} not estimated and no "
+                "IsoFLOP sweep; add a batch-size sweep (calibrate/batch-size.yaml) "
+                "or an IsoFLOP grid (calibrate/isoflop.yaml)"
+            )
         if "Bstar" in kaplan and "alpha_B" in kaplan:
             law["critical_batch"] = "Bstar / L**(1/alpha_B)"
         law["fitted_range"] = {k: list(v) for k, v in self.fitted_range.items()}
@@ -188,8 +210,10 @@ class Estimate:
             law["bootstrap"] = cols
         law["warnings"] = list(self.warnings)
         if not self.has_chinchilla:
-            law["warnings"].append("allocation is Kaplan's App. B frontier (eq B.9) at C_min = C/2, "
-                                   "i.e. training at B = B_crit; N counts non-embedding parameters")
+            law["warnings"].append(
+                "allocation is Kaplan's App. B frontier (eq B.9) at C_min = C/2, "
+                "i.e. training at B = B_crit; N counts non-embedding parameters"
+            )
         law["provenance"] = {
             **self.provenance,
             "estimates": {k: v for k, v in self.constants.items() if k not in law["constants"]},

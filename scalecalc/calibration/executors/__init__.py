@@ -9,7 +9,13 @@ store; each unit returns its runs' points and final state and the driver
 cluster" says what runs where.
 """
 
-from scalecalc.calibration.executors.base import (EXECUTORS, Executor, ExecutorOptions,
-                                                  RunOutcome, WorkUnit, make_executor)
+from scalecalc.calibration.executors.base import (
+    EXECUTORS,
+    Executor,
+    ExecutorOptions,
+    RunOutcome,
+    WorkUnit,
+    make_executor,
+)
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorOptions", "RunOutcome", "WorkUnit", "make_executor"]

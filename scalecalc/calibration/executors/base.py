@@ -75,7 +75,7 @@ class RunOutcome:
     host: str = ""
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunOutcome":
+    def from_dict(cls, d: dict) -> RunOutcome:
         return cls(**d)
 
 
@@ -92,15 +92,16 @@ class Executor(ABC):
         writable); raise :class:`UsageError` or :class:`MissingDependency`. Nothing is written."""
         check_shared_dir(self.options.shared_dir)
 
-    def connect(self) -> None:
-        """Reach the cluster and check the options against it (partition, GPUs per node)."""
+    def connect(self) -> None:  # noqa: B027 - a hook, empty by default
+        """Reach the cluster and check the options against it (partition, GPUs per node); the
+        local executor has nothing to reach."""
 
     @abstractmethod
     def run(self, store, out_dir: Path, ids: list[str], progress, stop, **train_kwargs):
         """Train the runs ``ids`` not yet done; return (results, interrupted)."""
 
-    def close(self) -> None:
-        """Release the connection to the cluster."""
+    def close(self) -> None:  # noqa: B027 - a hook, empty by default
+        """Release the connection to the cluster (nothing to release locally)."""
 
 
 def check_shared_dir(shared_dir: str | None) -> None:
@@ -112,9 +113,11 @@ def check_shared_dir(shared_dir: str | None) -> None:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".scalecalc-write-test"):
             pass
     except OSError as exc:
-        raise UsageError(f"--shared-dir {shared_dir}: not writable ({exc.strerror or exc}); give "
-                         f"a folder every node can write, e.g. on the cluster's shared "
-                         f"filesystem") from None
+        raise UsageError(
+            f"--shared-dir {shared_dir}: not writable ({exc.strerror or exc}); give "
+            f"a folder every node can write, e.g. on the cluster's shared "
+            f"filesystem"
+        ) from None
 
 
 def require_extra(executor: str) -> None:
@@ -122,15 +125,15 @@ def require_extra(executor: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        raise MissingDependency(f"--executor {executor}: {module} is not installed; install it "
-                                f"with: pip install 'scalecalc[{extra}]'") from None
+        raise MissingDependency(
+            f"--executor {executor}: {module} is not installed; install it with: pip install 'scalecalc[{extra}]'"
+        ) from None
 
 
 def make_executor(options: ExecutorOptions) -> Executor:
     """The executor named by ``options.name``, validated (no cluster contacted yet)."""
     if options.name not in EXECUTORS:
-        raise UsageError(f"--executor {options.name}: unknown executor; choose local, ray or "
-                         f"slurm")
+        raise UsageError(f"--executor {options.name}: unknown executor; choose local, ray or slurm")
     _check_common(options)
     if options.name == "local":
         from scalecalc.calibration.executors.local import LocalExecutor as cls
@@ -146,18 +149,24 @@ def make_executor(options: ExecutorOptions) -> Executor:
 
 
 def _check_common(o: ExecutorOptions) -> None:
-    remote_only = {"--address": o.address, "--gpus-per-run": o.gpus_per_run,
-                   "--partition": o.partition, "--time": o.time,
-                   "--array-parallelism": o.array_parallelism,
-                   "--sbatch-flag": o.sbatch_flags or None}
+    remote_only = {
+        "--address": o.address,
+        "--gpus-per-run": o.gpus_per_run,
+        "--partition": o.partition,
+        "--time": o.time,
+        "--array-parallelism": o.array_parallelism,
+        "--sbatch-flag": o.sbatch_flags or None,
+    }
     if o.name == "local":
         given = [k for k, v in remote_only.items() if v is not None]
         if given:
-            raise UsageError(f"{given[0]}: only for --executor ray or slurm; add --executor "
-                             f"ray|slurm or drop {given[0]}")
+            raise UsageError(
+                f"{given[0]}: only for --executor ray or slurm; add --executor ray|slurm or drop {given[0]}"
+            )
     if o.name == "ray":
-        given = [k for k in ("--partition", "--time", "--array-parallelism", "--sbatch-flag")
-                 if remote_only[k] is not None]
+        given = [
+            k for k in ("--partition", "--time", "--array-parallelism", "--sbatch-flag") if remote_only[k] is not None
+        ]
         if given:
             raise UsageError(f"{given[0]}: only for --executor slurm; drop it for Ray")
     if o.name == "slurm" and o.address is not None:
@@ -165,8 +174,10 @@ def _check_common(o: ExecutorOptions) -> None:
     if o.gpus_per_run is not None and o.gpus_per_run < 0:
         raise UsageError(f"--gpus-per-run {o.gpus_per_run}: give 0 or more GPUs")
     if o.name == "slurm" and o.gpus_per_run is not None and o.gpus_per_run != int(o.gpus_per_run):
-        raise UsageError(f"--gpus-per-run {o.gpus_per_run}: Slurm allocates whole GPUs; give an "
-                         f"integer (fractions work with --executor ray)")
+        raise UsageError(
+            f"--gpus-per-run {o.gpus_per_run}: Slurm allocates whole GPUs; give an "
+            f"integer (fractions work with --executor ray)"
+        )
     if o.max_retries < 0:
         raise UsageError(f"--max-retries {o.max_retries}: give 0 or more")
     if o.array_parallelism is not None and o.array_parallelism < 1:

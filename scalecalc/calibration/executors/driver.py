@@ -34,14 +34,34 @@ class RemoteExecutor(Executor):
     def cancel(self) -> list[str]:
         """Cancel every unit still pending or running; return the ids cancelled."""
 
-    def run(self, store, out_dir: Path, ids, progress, stop, *, device: str = "auto",
-            threads=None, checkpoint_every_steps=None, **_ignored):
-        return drive(self, store, ids, progress, stop, device=device, threads=threads,
-                     checkpoint_every_steps=checkpoint_every_steps)
+    def run(
+        self,
+        store,
+        out_dir: Path,
+        ids,
+        progress,
+        stop,
+        *,
+        device: str = "auto",
+        threads=None,
+        checkpoint_every_steps=None,
+        **_ignored,
+    ):
+        return drive(
+            self,
+            store,
+            ids,
+            progress,
+            stop,
+            device=device,
+            threads=threads,
+            checkpoint_every_steps=checkpoint_every_steps,
+        )
 
 
-def drive(executor: RemoteExecutor, store, ids, progress, stop, *, device="auto", threads=None,
-          checkpoint_every_steps=None) -> tuple[list, bool]:
+def drive(
+    executor: RemoteExecutor, store, ids, progress, stop, *, device="auto", threads=None, checkpoint_every_steps=None
+) -> tuple[list, bool]:
     """Send every claimable run of ``ids`` as a unit, commit results until all are back or
     ``stop()``; returns ([], interrupted)."""
     me = f"{worker_id()}:{executor.name}"
@@ -55,13 +75,14 @@ def drive(executor: RemoteExecutor, store, ids, progress, stop, *, device="auto"
         return [], False
     shared = executor.options.shared_dir
     ckpt_dir = str(Path(shared) / "checkpoints") if shared else None
-    units = [WorkUnit(f"u{i}-{r.id}", (r.id,), (r.config,), ckpt_dir, threads, checkpoint_every_steps,
-                      device) for i, r in enumerate(claimed)]
+    units = [
+        WorkUnit(f"u{i}-{r.id}", (r.id,), (r.config,), ckpt_dir, threads, checkpoint_every_steps, device)
+        for i, r in enumerate(claimed)
+    ]
     unit_runs = {u.unit_id: u.run_ids for u in units}
     tasks = executor.submit(units)
     _record_tasks(store, executor.name, tasks, unit_runs)
-    _emit(progress, event="submitted", executor=executor.name, tasks=tasks,
-          shared_dir=shared, units=len(units))
+    _emit(progress, event="submitted", executor=executor.name, tasks=tasks, shared_dir=shared, units=len(units))
     pending = set(unit_runs)
     with stop:
         while pending:
@@ -90,17 +111,31 @@ def commit(store, outcome: RunOutcome, progress=None) -> None:
     then its status. Interrupted runs go back to the queue."""
     rid = outcome.run_id
     if outcome.info:
-        store.set_run_info(rid, **{k: outcome.info.get(k) for k in (
-            "device", "versions", "corpus_hash", "params", "flops_per_token", "config")})
+        store.set_run_info(
+            rid,
+            **{
+                k: outcome.info.get(k)
+                for k in ("device", "versions", "corpus_hash", "params", "flops_per_token", "config")
+            },
+        )
     if outcome.points:
         store.truncate_points_after(rid, -1)
         store.add_points([Point(rid, *row) for row in outcome.points])
     status = "queued" if outcome.status == "interrupted" else outcome.status
     store.finish(rid, status, outcome.error)
     label = outcome.info.get("config", {}).get("run_id", rid)
-    _emit(progress, event="run", run_id=rid, label=_label(outcome) or label,
-          status=outcome.status, error=outcome.error, final_loss=outcome.final_loss,
-          wall_time=outcome.wall_time, host=outcome.host, resumed=outcome.resumed_from)
+    _emit(
+        progress,
+        event="run",
+        run_id=rid,
+        label=_label(outcome) or label,
+        status=outcome.status,
+        error=outcome.error,
+        final_loss=outcome.final_loss,
+        wall_time=outcome.wall_time,
+        host=outcome.host,
+        resumed=outcome.resumed_from,
+    )
 
 
 def _label(outcome: RunOutcome) -> str | None:

@@ -20,6 +20,5 @@ class LocalExecutor(Executor):
 
         devices = self.devices if len(self.devices) > 1 else (device,)
         if len(devices) == 1:
-            return sweep._worker_loop(store, Path(out_dir), ids, devices[0], progress, stop,
-                                      **kwargs)
+            return sweep._worker_loop(store, Path(out_dir), ids, devices[0], progress, stop, **kwargs)
         return (), sweep._spawn_workers(Path(out_dir), ids, devices, store, progress, kwargs)

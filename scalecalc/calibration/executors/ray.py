@@ -24,20 +24,28 @@ class RayExecutor(RemoteExecutor):
         address = self.options.address or "auto"
         _check_reachable(address)  # ray.init retries an unreachable address for minutes
         try:
-            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True,
-                     logging_level="ERROR", configure_logging=True)
+            ray.init(
+                address=address,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+                logging_level="ERROR",
+                configure_logging=True,
+            )
         except Exception as exc:  # ConnectionError, RuntimeError, auth errors: all one message
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"--address {address}: no Ray cluster reachable ({reason[:160]}); "
-                             f"start one with `ray start --head` and pass its HOST:PORT (with "
-                             f"RAY_AUTH_TOKEN set if the cluster uses token auth)") from None
+            raise UsageError(
+                f"--address {address}: no Ray cluster reachable ({reason[:160]}); "
+                f"start one with `ray start --head` and pass its HOST:PORT (with "
+                f"RAY_AUTH_TOKEN set if the cluster uses token auth)"
+            ) from None
         gpus = self.options.gpus_per_run or 0
-        most = max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n.get("Alive")),
-                   default=0)
+        most = max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
         if gpus > most:
             ray.shutdown()
-            raise UsageError(f"--gpus-per-run {gpus:g}: no node of the Ray cluster at {address} "
-                             f"has that many GPUs (the most is {most:g}); give at most {most:g}")
+            raise UsageError(
+                f"--gpus-per-run {gpus:g}: no node of the Ray cluster at {address} "
+                f"has that many GPUs (the most is {most:g}); give at most {most:g}"
+            )
 
     def submit(self, units) -> dict[str, str]:
         import ray
@@ -45,9 +53,12 @@ class RayExecutor(RemoteExecutor):
         from scalecalc.calibration.executors.task import train_unit
 
         remote = ray.remote(train_unit).options(
-            num_gpus=self.options.gpus_per_run or 0, num_cpus=1,
-            max_retries=self.options.max_retries, retry_exceptions=False,
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}})
+            num_gpus=self.options.gpus_per_run or 0,
+            num_cpus=1,
+            max_retries=self.options.max_retries,
+            retry_exceptions=False,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}},
+        )
         tasks = {}
         for unit in units:
             ref = remote.remote(unit.to_dict())
@@ -94,10 +105,11 @@ def _check_reachable(address: str) -> None:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise UsageError(f"--address {address}: give auto or HOST:PORT of the Ray head "
-                         f"(`ray start --head` prints it)")
+        raise UsageError(f"--address {address}: give auto or HOST:PORT of the Ray head (`ray start --head` prints it)")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as exc:
-        raise UsageError(f"--address {address}: no Ray cluster reachable ({exc.strerror or exc}); "
-                         f"start one with `ray start --head` and pass its HOST:PORT") from None
+        raise UsageError(
+            f"--address {address}: no Ray cluster reachable ({exc.strerror or exc}); "
+            f"start one with `ray start --head` and pass its HOST:PORT"
+        ) from None

@@ -43,8 +43,7 @@ def sbatch_flags_to_params(flags) -> dict:
     for flag in flags:
         m = re.fullmatch(r"--([A-Za-z][\w-]*)(?:=(.*))?", flag.strip())
         if not m:
-            raise UsageError(f"--sbatch-flag {flag}: give a long sbatch flag, e.g. "
-                             f"--sbatch-flag=--qos=low")
+            raise UsageError(f"--sbatch-flag {flag}: give a long sbatch flag, e.g. --sbatch-flag=--qos=low")
         params[m.group(1).replace("-", "_")] = True if m.group(2) is None else m.group(2)
     return params
 
@@ -64,24 +63,28 @@ class SlurmExecutor(RemoteExecutor):
         sbatch_flags_to_params(self.options.sbatch_flags)
         super().validate()
         if shutil.which("sbatch") is None:
-            raise UsageError("--executor slurm: sbatch is not on PATH; run on a Slurm login node "
-                             "(or install the Slurm client), or use --executor local|ray")
+            raise UsageError(
+                "--executor slurm: sbatch is not on PATH; run on a Slurm login node "
+                "(or install the Slurm client), or use --executor local|ray"
+            )
 
     def connect(self) -> None:
         partitions = [p.rstrip("*") for p in _slurm(["sinfo", "-h", "-o", "%P"]).split()]
         part = self.options.partition
         if part is not None and part not in partitions:
-            raise UsageError(f"--partition {part}: no such Slurm partition; this cluster has "
-                             f"{', '.join(partitions) or 'none'}")
+            raise UsageError(
+                f"--partition {part}: no such Slurm partition; this cluster has {', '.join(partitions) or 'none'}"
+            )
         gpus = self.options.gpus_per_run or 0
         if gpus:
             args = ["sinfo", "-h", "-o", "%G"] + (["-p", part] if part else [])
-            most = max((int(m.group(1)) for m in re.finditer(r"gpu(?::[^:(,\s]+)?:(\d+)",
-                                                             _slurm(args))), default=0)
+            most = max((int(m.group(1)) for m in re.finditer(r"gpu(?::[^:(,\s]+)?:(\d+)", _slurm(args))), default=0)
             if gpus > most:
-                raise UsageError(f"--gpus-per-run {gpus:g}: no node of partition "
-                                 f"{part or '(default)'} has that many GPUs (the most is {most}); "
-                                 f"give at most {most}")
+                raise UsageError(
+                    f"--gpus-per-run {gpus:g}: no node of partition "
+                    f"{part or '(default)'} has that many GPUs (the most is {most}); "
+                    f"give at most {most}"
+                )
 
     def run(self, store, out_dir, ids, progress, stop, **kwargs):
         base = Path(self.options.shared_dir) if self.options.shared_dir else Path(out_dir)
@@ -94,8 +97,7 @@ class SlurmExecutor(RemoteExecutor):
         from scalecalc.calibration.executors.task import train_unit_json
 
         o = self.options
-        executor = submitit.SlurmExecutor(folder=str(self.folder / "%j"),
-                                          max_num_timeout=o.max_retries)
+        executor = submitit.SlurmExecutor(folder=str(self.folder / "%j"), max_num_timeout=o.max_retries)
         params = {"cpus_per_task": 1, "ntasks_per_node": 1, "nodes": 1}
         if o.partition:
             params["partition"] = o.partition
@@ -112,9 +114,11 @@ class SlurmExecutor(RemoteExecutor):
         try:
             jobs = executor.map_array(train_unit_json, [json.dumps(u.to_dict()) for u in units])
         except Exception as exc:  # sbatch refused the array
-            raise UsageError(f"--executor slurm: sbatch refused the job array "
-                             f"({str(exc).strip().splitlines()[-1][:200]}); check --partition, "
-                             f"--time and --sbatch-flag") from None
+            raise UsageError(
+                f"--executor slurm: sbatch refused the job array "
+                f"({str(exc).strip().splitlines()[-1][:200]}); check --partition, "
+                f"--time and --sbatch-flag"
+            ) from None
         tasks = {}
         for unit, job in zip(units, jobs):
             self.jobs[job] = unit.unit_id
@@ -141,8 +145,7 @@ class SlurmExecutor(RemoteExecutor):
             first = self.gone.setdefault(job.job_id, time.monotonic())
             if time.monotonic() - first > GONE_GRACE_S and not job.paths.result_pickle.exists():
                 uid = self.jobs.pop(job)
-                out.append((uid, f"slurm job {job.job_id} left the queue without a result; see "
-                                 f"{job.paths.stderr}"))
+                out.append((uid, f"slurm job {job.job_id} left the queue without a result; see {job.paths.stderr}"))
         return out
 
     def cancel(self) -> list[str]:
@@ -157,13 +160,14 @@ def _slurm(args: list[str]) -> str:
     try:
         out = subprocess.run(args, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"--executor slurm: {args[0]} failed ({exc}); is this a Slurm login "
-                         f"node?") from None
+        raise UsageError(f"--executor slurm: {args[0]} failed ({exc}); is this a Slurm login node?") from None
     if out.returncode != 0:
         reason = (out.stderr or out.stdout).strip().splitlines()
-        raise UsageError(f"--executor slurm: cannot reach the Slurm controller ({args[0]}: "
-                         f"{reason[-1] if reason else out.returncode}); check slurmctld or "
-                         f"use --executor local|ray")
+        raise UsageError(
+            f"--executor slurm: cannot reach the Slurm controller ({args[0]}: "
+            f"{reason[-1] if reason else out.returncode}); check slurmctld or "
+            f"use --executor local|ray"
+        )
     return out.stdout
 
 
@@ -171,8 +175,7 @@ def _squeue() -> set[str] | None:
     """Job ids (``123_4`` for array tasks, expanded) still pending, running or requeued; None
     when the controller did not answer."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True,
-                             timeout=30)
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:

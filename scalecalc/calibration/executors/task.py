@@ -65,12 +65,12 @@ def train_unit(unit: dict) -> list[dict]:
     """Train every run of ``unit`` (a :meth:`WorkUnit.to_dict`); return a
     :class:`RunOutcome` dict per run. Checkpoints go to ``unit["checkpoint_dir"]`` (on
     --shared-dir: a retried task resumes) or to a temporary folder removed afterwards."""
+    import torch
+
     from scalecalc.calibration import data as data_mod
     from scalecalc.calibration.executors.base import scratch_dir
     from scalecalc.calibration.loop import autodetect_device, train_run
     from scalecalc.calibration.recipe import RunConfig
-
-    import torch
 
     if unit.get("threads"):
         torch.set_num_threads(int(unit["threads"]))
@@ -88,25 +88,40 @@ def train_unit(unit: dict) -> list[dict]:
             cfg = RunConfig.from_dict(config)
             key = cfg.data_key()
             if key not in corpora:
-                corpora[key] = data_mod.load_corpus(list(cfg.data) if cfg.data else None,
-                                                    cfg.tokenizer, max_bytes=cfg.data_max_bytes)
+                corpora[key] = data_mod.load_corpus(
+                    list(cfg.data) if cfg.data else None, cfg.tokenizer, max_bytes=cfg.data_max_bytes
+                )
             points = PointsFile(folder, cfg.run_id)
             started: dict = {}
             kw = {"checkpoint_every_steps": unit.get("checkpoint_every_steps")}
             try:
-                result = train_run(cfg, corpora[key], store=points, checkpoint_dir=folder,
-                                   device=device, progress=_on_start(started),
-                                   **{k: v for k, v in kw.items() if v})
+                result = train_run(
+                    cfg,
+                    corpora[key],
+                    store=points,
+                    checkpoint_dir=folder,
+                    device=device,
+                    progress=_on_start(started),
+                    **{k: v for k, v in kw.items() if v},
+                )
                 status, error = result.status, result.error
                 final_loss, wall = result.final_loss, result.wall_time
             except Exception as exc:  # recorded on the run; the driver marks it failed
                 status, error, final_loss, wall = "failed", f"{type(exc).__name__}: {exc}", None, 0.0
             rows = points.rows()
-            outcomes.append({"run_id": cfg.run_id, "status": status, "error": error,
-                             "final_loss": final_loss, "wall_time": wall,
-                             "info": {**points.info, "corpus_hash": corpora[key].corpus_hash},
-                             "points": rows, "resumed_from": started.get("resumed", 0),
-                             "host": socket.gethostname()})
+            outcomes.append(
+                {
+                    "run_id": cfg.run_id,
+                    "status": status,
+                    "error": error,
+                    "final_loss": final_loss,
+                    "wall_time": wall,
+                    "info": {**points.info, "corpus_hash": corpora[key].corpus_hash},
+                    "points": rows,
+                    "resumed_from": started.get("resumed", 0),
+                    "host": socket.gethostname(),
+                }
+            )
             if status != "failed":
                 points.remove()
         return outcomes
@@ -117,9 +132,11 @@ def train_unit(unit: dict) -> list[dict]:
 
 def _on_start(into: dict):
     """A progress callback keeping the ``start`` event (its ``resumed`` is the checkpoint step)."""
+
     def callback(event: dict) -> None:
         if event.get("event") == "start":
             into.update(event)
+
     return callback
 
 

@@ -35,8 +35,16 @@ from .tensorboard import is_event_file, read_tensorboard
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json")
 SIDECAR_NAMES = ("scalecalc.yaml", "scalecalc.yml")
 
-__all__ = ["Options", "FileImport", "read_sources", "import_into", "ImportInputError",
-           "META_KEYS", "PARAMS_KINDS", "RawCurve"]
+__all__ = [
+    "Options",
+    "FileImport",
+    "read_sources",
+    "import_into",
+    "ImportInputError",
+    "META_KEYS",
+    "PARAMS_KINDS",
+    "RawCurve",
+]
 
 
 @dataclass
@@ -67,18 +75,22 @@ def _sidecar_for(path: Path, explicit: Path | None) -> dict:
 def read_curves(path: Path, options: Options) -> list[RawCurve]:
     """The raw curves of one source, by its kind (event files or folder, or a table)."""
     if not path.exists():
-        raise ImportInputError(f"{path}: no such file or folder; give CSV/TSV/JSONL files, "
-                               "W&B exports or TensorBoard log folders")
+        raise ImportInputError(
+            f"{path}: no such file or folder; give CSV/TSV/JSONL files, W&B exports or TensorBoard log folders"
+        )
     if path.is_dir() or is_event_file(path):
         return read_tensorboard(path, options.tag)
     if path.suffix.lower() in TABLE_SUFFIXES:
         return read_table(path, options.columns, options.tag)
-    raise ImportInputError(f"{path}: unknown log format {path.suffix or '(no suffix)'!r}; give "
-                           f"{', '.join(TABLE_SUFFIXES)} files or TensorBoard event folders")
+    raise ImportInputError(
+        f"{path}: unknown log format {path.suffix or '(no suffix)'!r}; give "
+        f"{', '.join(TABLE_SUFFIXES)} files or TensorBoard event folders"
+    )
 
 
-def read_sources(sources, options: Options, *, meta_file: Path | None = None,
-                 skip_bad: bool = False) -> list[FileImport]:
+def read_sources(
+    sources, options: Options, *, meta_file: Path | None = None, skip_bad: bool = False
+) -> list[FileImport]:
     """Read and check every source; nothing is written.
 
     A run that cannot be imported (no parameter count or batch, steps going backwards, no
@@ -95,8 +107,8 @@ def read_sources(sources, options: Options, *, meta_file: Path | None = None,
             except RunProblem as exc:
                 if not skip_bad:
                     raise ImportInputError(
-                        f"{raw.source}: run {raw.name!r}: {exc} (or pass --skip-bad to import "
-                        "the other runs)") from None
+                        f"{raw.source}: run {raw.name!r}: {exc} (or pass --skip-bad to import the other runs)"
+                    ) from None
                 result.skipped.append((raw.name, str(exc)))
                 continue
             result.runs.append(run)
@@ -121,5 +133,3 @@ def import_into(directory, files: list[FileImport]) -> list[set[str]]:
             new.append({r.id for r in f.runs} - known)
             known |= new[-1]
         return new
-
-

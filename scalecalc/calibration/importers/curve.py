@@ -24,8 +24,18 @@ from scalecalc.calibration.store import FinishedRun, Point
 from scalecalc.errors import UsageError
 
 #: Metadata keys a run may carry (columns, sidecar YAML keys, flags).
-META_KEYS = ("params", "params_non_embedding", "params_total", "batch_size", "seq_len",
-             "batch_tokens", "warmup_steps", "flops_per_token", "seed", "flops_budget")
+META_KEYS = (
+    "params",
+    "params_non_embedding",
+    "params_total",
+    "batch_size",
+    "seq_len",
+    "batch_tokens",
+    "warmup_steps",
+    "flops_per_token",
+    "seed",
+    "flops_budget",
+)
 PARAMS_KINDS = ("non_embedding", "total")
 
 
@@ -75,15 +85,17 @@ def load_sidecar(path: Path) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImportInputError(f"{path}: not a readable YAML sidecar ({detail}); fix it or "
-                               "remove it and pass --params/--batch-size") from None
+        raise ImportInputError(
+            f"{path}: not a readable YAML sidecar ({detail}); fix it or remove it and pass --params/--batch-size"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ImportInputError(f"{path}: a sidecar must be a mapping of metadata keys "
-                               f"({', '.join(META_KEYS)}), optionally with runs: {{NAME: ...}}")
-    return {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
-            for k, v in data.items()}
+        raise ImportInputError(
+            f"{path}: a sidecar must be a mapping of metadata keys "
+            f"({', '.join(META_KEYS)}), optionally with runs: {{NAME: ...}}"
+        )
+    return {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in data.items()}
 
 
 def sidecar_meta(sidecar: dict, name: str) -> dict:
@@ -118,9 +130,11 @@ def finish(raw: RawCurve, sidecar: dict, options: Options) -> tuple[FinishedRun,
     Returns the run and notes on what was dropped (NaN losses). Raises :class:`RunProblem` for
     a run with no parameter count or batch size, steps that do not increase, or no finite loss.
     """
-    meta = {**{k: v for k, v in options.meta.items() if v is not None},
-            **sidecar_meta(sidecar, raw.name),
-            **{k: v for k, v in raw.meta.items() if v not in (None, "")}}
+    meta = {
+        **{k: v for k, v in options.meta.items() if v is not None},
+        **sidecar_meta(sidecar, raw.name),
+        **{k: v for k, v in raw.meta.items() if v not in (None, "")},
+    }
     where = "columns, sidecar or flags"
     kind = meta.get("params_kind", options.params_kind)
     if kind not in PARAMS_KINDS:
@@ -134,8 +148,7 @@ def finish(raw: RawCurve, sidecar: dict, options: Options) -> tuple[FinishedRun,
         else:
             n_ne = n_ne or n_any
     if n_ne is None and n_tot is None:
-        raise RunProblem("no parameter count; give a params column, params: in a sidecar "
-                         "YAML, or --params")
+        raise RunProblem("no parameter count; give a params column, params: in a sidecar YAML, or --params")
     n_ne, n_tot = n_ne or n_tot, n_tot or n_ne  # one count known: the other taken equal
 
     notes = []
@@ -154,8 +167,10 @@ def finish(raw: RawCurve, sidecar: dict, options: Options) -> tuple[FinishedRun,
         steps = [t / B for t in tokens]
     for a, b in zip(steps, steps[1:]):
         if not b > a:
-            raise RunProblem(f"steps go backwards ({a:g} then {b:g}); give one curve per run "
-                             "(a restarted run's log without the repeated steps)")
+            raise RunProblem(
+                f"steps go backwards ({a:g} then {b:g}); give one curve per run "
+                "(a restarted run's log without the repeated steps)"
+            )
     if tokens is None or any(t is None for t in tokens):
         tokens = [s * B for s in steps]
     seq_len = _number(meta, "seq_len", where)
@@ -167,9 +182,15 @@ def finish(raw: RawCurve, sidecar: dict, options: Options) -> tuple[FinishedRun,
     if fpt is not None:
         per_token["given"] = fpt
     lr, train, wall = pick(raw.lr), pick(raw.train_loss), pick(raw.wall_time)
-    config = {"source": "import", "run_name": raw.name, "import_file": raw.source.name,
-              "batch_size": _int_if_whole(batch_size), "seq_len": _int_if_whole(seq_len),
-              "max_steps": _int_if_whole(steps[-1]), "params_kind": kind}
+    config = {
+        "source": "import",
+        "run_name": raw.name,
+        "import_file": raw.source.name,
+        "batch_size": _int_if_whole(batch_size),
+        "seq_len": _int_if_whole(seq_len),
+        "max_steps": _int_if_whole(steps[-1]),
+        "params_kind": kind,
+    }
     for key in ("warmup_steps", "seed"):
         if meta.get(key) not in (None, ""):
             config[key] = _int_if_whole(float(meta[key]))
@@ -178,16 +199,33 @@ def finish(raw: RawCurve, sidecar: dict, options: Options) -> tuple[FinishedRun,
         config["flops_budget"] = budget
     params = {"non_embedding": _int_if_whole(n_ne), "total": _int_if_whole(n_tot)}
     rate = fpt if fpt is not None else per_token["6nd"]
-    points = tuple(Point("", int(round(s)), float(t), float(t) * rate,
-                         None if train is None else _finite(train[i]), float(x),
-                         0.0 if lr is None or not _finite(lr[i]) else float(lr[i]),
-                         0.0 if wall is None or not _finite(wall[i]) else float(wall[i]))
-                   for i, (s, t, x) in enumerate(zip(steps, tokens, loss)))
+    points = tuple(
+        Point(
+            "",
+            int(round(s)),
+            float(t),
+            float(t) * rate,
+            None if train is None else _finite(train[i]),
+            float(x),
+            0.0 if lr is None or not _finite(lr[i]) else float(lr[i]),
+            0.0 if wall is None or not _finite(wall[i]) else float(wall[i]),
+        )
+        for i, (s, t, x) in enumerate(zip(steps, tokens, loss))
+    )
     if len({p.step for p in points}) < len(points):
         raise RunProblem("fractional steps that round to the same integer; give whole steps")
-    digest = hashlib.sha256(json.dumps(
-        [config["run_name"], params, config["batch_size"], config["seq_len"],
-         [(p.step, p.val_loss) for p in points]], sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        json.dumps(
+            [
+                config["run_name"],
+                params,
+                config["batch_size"],
+                config["seq_len"],
+                [(p.step, p.val_loss) for p in points],
+            ],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]
     return FinishedRun(digest, config, params, per_token, points, device="import"), notes
 
 
@@ -211,6 +249,8 @@ def _batch_tokens(meta: dict, steps, tokens, where: str) -> float:
         if pairs:
             B = pairs[-1][1] / pairs[-1][0]
     if B is None:
-        raise RunProblem("no batch size; give batch_size (and seq_len) or batch_tokens as a "
-                         "column, in a sidecar YAML, or as --batch-size/--seq-len, or log tokens")
+        raise RunProblem(
+            "no batch size; give batch_size (and seq_len) or batch_tokens as a "
+            "column, in a sidecar YAML, or as --batch-size/--seq-len, or log tokens"
+        )
     return B

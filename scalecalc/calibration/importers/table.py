@@ -26,16 +26,13 @@ from .curve import ImportInputError, RawCurve
 ALIASES = {
     "run": ("run", "run id", "run name", "name", "model", "model id"),
     "step": ("step", "steps", " step", "global step", "trainer global step", "iteration", "iter"),
-    "tokens": ("tokens", "tokens seen", "num tokens", "n tokens", "train tokens",
-               "training tokens", "d"),
-    "loss": ("val loss", "validation loss", "eval loss", "valid loss", "test loss", "loss val",
-             "loss", "l"),
+    "tokens": ("tokens", "tokens seen", "num tokens", "n tokens", "train tokens", "training tokens", "d"),
+    "loss": ("val loss", "validation loss", "eval loss", "valid loss", "test loss", "loss val", "loss", "l"),
     "train_loss": ("train loss", "training loss", "loss train"),
     "lr": ("lr", "learning rate", "train lr", "optimizer lr"),
     "wall_time": ("wall time", "runtime", " runtime", "time"),
     "params": ("params", "n", "parameters", "num params", "n params", "model size", "param count"),
-    "params_non_embedding": ("non embedding params", "params non embedding", "n non embedding",
-                             "non embedding"),
+    "params_non_embedding": ("non embedding params", "params non embedding", "n non embedding", "non embedding"),
     "params_total": ("total params", "params total", "n total"),
     "batch_size": ("batch size", "batch", "bs", "batch sequences"),
     "seq_len": ("seq len", "sequence length", "context", "block size", "ctx len"),
@@ -62,8 +59,7 @@ def read_rows(path: Path) -> tuple[list[str], list[dict]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ImportInputError(f"{path}: cannot read it ({exc}); give a UTF-8 CSV, TSV, JSONL "
-                               "or W&B export") from None
+        raise ImportInputError(f"{path}: cannot read it ({exc}); give a UTF-8 CSV, TSV, JSONL or W&B export") from None
     if not text.strip():
         raise ImportInputError(f"{path}: the file is empty; give a header and one row per step")
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip()[0] in "{[":
@@ -76,8 +72,9 @@ def read_rows(path: Path) -> tuple[list[str], list[dict]]:
     rows = []
     for lineno, r in enumerate(table[1:], 2):
         if len(r) != len(header):
-            raise ImportInputError(f"{path}: line {lineno} has {len(r)} fields but the header "
-                                   f"has {len(header)}; fix the row")
+            raise ImportInputError(
+                f"{path}: line {lineno} has {len(r)} fields but the header has {len(header)}; fix the row"
+            )
         rows.append({h: c.strip() for h, c in zip(header, r)})
     if not rows:
         raise ImportInputError(f"{path}: a header but no rows; add one row per (run, step)")
@@ -92,11 +89,14 @@ def _json_rows(text: str, path: Path):
         else:
             records = [json.loads(line) for line in stripped.splitlines() if line.strip()]
     except json.JSONDecodeError as exc:
-        raise ImportInputError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}); give "
-                               "one JSON object per line or a JSON array of objects") from None
+        raise ImportInputError(
+            f"{path}: invalid JSON ({exc.msg} at line {exc.lineno}); give "
+            "one JSON object per line or a JSON array of objects"
+        ) from None
     if not records or not all(isinstance(r, dict) for r in records):
-        raise ImportInputError(f"{path}: expected JSON objects, one per (run, step), e.g. "
-                               '{"run": "a", "step": 100, "loss": 3.1}')
+        raise ImportInputError(
+            f'{path}: expected JSON objects, one per (run, step), e.g. {{"run": "a", "step": 100, "loss": 3.1}}'
+        )
     header: list[str] = []
     for r in records:
         header.extend(k for k in r if k not in header)
@@ -116,13 +116,11 @@ def resolve_columns(header: list[str], path: Path, overrides: dict, tag: str | N
         hit = name if name in header else normed.get(norm(name))
         if hit is None:
             flag = "--tag" if role == "loss" and tag else f"--col {role}="
-            raise ImportInputError(f"{path}: no column {name!r} ({flag}); columns found: "
-                                   f"{', '.join(header)}")
+            raise ImportInputError(f"{path}: no column {name!r} ({flag}); columns found: {', '.join(header)}")
         cols[role] = hit
     for role, aliases in ALIASES.items():
         if role not in cols:
-            hit = next((normed[a] for a in aliases if a in normed
-                        and normed[a] not in cols.values()), None)
+            hit = next((normed[a] for a in aliases if a in normed and normed[a] not in cols.values()), None)
             if hit is not None:
                 cols[role] = hit
     return cols
@@ -145,11 +143,13 @@ def read_table(path: Path, overrides: dict, tag: str | None) -> list[RawCurve]:
         return _read_wide(path, header, rows, *wide)
     cols = resolve_columns(header, path, overrides, tag)
     if "loss" not in cols:
-        raise ImportInputError(f"{path}: no loss column; columns found: {', '.join(header)}; "
-                               "name it with --tag NAME (or --col loss=NAME)")
+        raise ImportInputError(
+            f"{path}: no loss column; columns found: {', '.join(header)}; name it with --tag NAME (or --col loss=NAME)"
+        )
     if "step" not in cols and "tokens" not in cols:
-        raise ImportInputError(f"{path}: no step or tokens column; columns found: "
-                               f"{', '.join(header)}; name one with --col step=NAME")
+        raise ImportInputError(
+            f"{path}: no step or tokens column; columns found: {', '.join(header)}; name one with --col step=NAME"
+        )
     curves: dict[str, RawCurve] = {}
     for row in rows:
         name = str(row.get(cols["run"], "")).strip() if "run" in cols else ""
@@ -159,12 +159,10 @@ def read_table(path: Path, overrides: dict, tag: str | None) -> list[RawCurve]:
             continue  # W&B histories log metrics on different steps: this row has no loss
         curve = curves.get(name)
         if curve is None:
-            curve = curves[name] = RawCurve(name, path, [], [], tokens=[], lr=[], train_loss=[],
-                                            wall_time=[], meta={})
+            curve = curves[name] = RawCurve(name, path, [], [], tokens=[], lr=[], train_loss=[], wall_time=[], meta={})
         for role in _CURVE_ROLES:
             target = getattr(curve, "steps" if role == "step" else role)
-            target.append(loss if role == "loss" else
-                          _num(row.get(cols[role])) if role in cols else None)
+            target.append(loss if role == "loss" else _num(row.get(cols[role])) if role in cols else None)
         for role in ROLES:
             if role not in _CURVE_ROLES and role != "run" and role in cols:
                 value = row.get(cols[role])
@@ -203,8 +201,10 @@ def _wandb_wide(header: list[str], tag: str | None):
 
 def _read_wide(path, header, rows, step_col, metric, metrics) -> list[RawCurve]:
     if metric not in metrics:
-        raise ImportInputError(f"{path}: no metric {metric!r} in this W&B export; metrics "
-                               f"found: {', '.join(metrics)}; choose one with --tag")
+        raise ImportInputError(
+            f"{path}: no metric {metric!r} in this W&B export; metrics "
+            f"found: {', '.join(metrics)}; choose one with --tag"
+        )
     curves = []
     for run, col in metrics[metric].items():
         steps, loss = [], []

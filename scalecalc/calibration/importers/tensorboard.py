@@ -44,19 +44,19 @@ def _scalars(folder: Path) -> dict[str, tuple[list, list, list]]:
     try:
         acc.Reload()
     except Exception as exc:  # the reader's own errors (corrupt records, bad protobufs)
-        raise ImportInputError(f"{folder}: cannot read its TensorBoard event files ({exc}); "
-                               "remove the damaged file or point at another folder") from None
+        raise ImportInputError(
+            f"{folder}: cannot read its TensorBoard event files ({exc}); "
+            "remove the damaged file or point at another folder"
+        ) from None
     tags = acc.Tags()
     out = {}
     for tag in tags.get("scalars", []):
         events = acc.Scalars(tag)
-        out[tag] = ([e.step for e in events], [e.value for e in events],
-                    [e.wall_time for e in events])
+        out[tag] = ([e.step for e in events], [e.value for e in events], [e.wall_time for e in events])
     for tag in tags.get("tensors", []):
         events = acc.Tensors(tag)
         try:
-            values = [float(tensor_util.make_ndarray(e.tensor_proto).reshape(-1)[0])
-                      for e in events]
+            values = [float(tensor_util.make_ndarray(e.tensor_proto).reshape(-1)[0]) for e in events]
         except (ValueError, TypeError, IndexError):
             continue  # not a scalar summary (histograms, text)
         out.setdefault(tag, ([e.step for e in events], values, [e.wall_time for e in events]))
@@ -72,8 +72,9 @@ def read_tensorboard(source: Path, tag: str | None) -> list[RawCurve]:
     """The curves of every run folder under ``source``, named by their path relative to it."""
     folders = run_folders(source)
     if not folders:
-        raise ImportInputError(f"{source}: no TensorBoard event files ({EVENT_GLOB}) here; "
-                               "point at a log folder or a CSV/JSONL/W&B export")
+        raise ImportInputError(
+            f"{source}: no TensorBoard event files ({EVENT_GLOB}) here; point at a log folder or a CSV/JSONL/W&B export"
+        )
     root = source if source.is_dir() else source.parent
     curves = []
     for folder in folders:
@@ -82,12 +83,12 @@ def read_tensorboard(source: Path, tag: str | None) -> list[RawCurve]:
         if loss_tag not in scalars:
             found = ", ".join(sorted(scalars)) or "none (empty or damaged event files)"
             what = f"tag {tag!r}" if tag is not None else "loss tag"
-            raise ImportInputError(f"{folder}: no scalar {what}; tags found: {found}; choose "
-                                   "the loss with --tag")
+            raise ImportInputError(f"{folder}: no scalar {what}; tags found: {found}; choose the loss with --tag")
         steps, loss, wall = scalars[loss_tag]
         t0 = min(wall) if wall else 0.0
-        curve = RawCurve(_name(folder, root), folder, list(map(float, steps)), list(loss),
-                         wall_time=[w - t0 for w in wall])
+        curve = RawCurve(
+            _name(folder, root), folder, list(map(float, steps)), list(loss), wall_time=[w - t0 for w in wall]
+        )
         at = {s: i for i, s in enumerate(steps)}
         for role, attr in (("tokens", "tokens"), ("lr", "lr"), ("train_loss", "train_loss")):
             other = _pick(scalars, role)

@@ -11,15 +11,18 @@ from scalecalc.cli.common import Column, OutputFormat, emit
 
 calibrate_app = typer.Typer(
     help="Train tiny GPT sweeps on your data and hardware, re-estimate the scaling constants "
-         "(N_c, alpha_N, B*, alpha_B, S_c, alpha_S; E, A, B, alpha, beta) and write a law file.",
+    "(N_c, alpha_N, B*, alpha_B, S_c, alpha_S; E, A, B, alpha, beta) and write a law file.",
     no_args_is_help=True,
     rich_markup_mode=None,  # help renders as written (see scalecalc.cli.base)
 )
 
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Results folder (created; holds "
-                                         "results.sqlite and checkpoints/).", file_okay=False)]
-DirArg = Annotated[Path, typer.Argument(help="Results folder written by `calibrate run`.",
-                                        file_okay=False)]
+OutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out", "-o", help="Results folder (created; holds results.sqlite and checkpoints/).", file_okay=False
+    ),
+]
+DirArg = Annotated[Path, typer.Argument(help="Results folder written by `calibrate run`.", file_okay=False)]
 
 
 def hms(seconds: float | None) -> str:
@@ -39,11 +42,20 @@ def constants_table(est, title: str) -> None:
     def g(x):
         return f"{x:.4g}"
 
-    emit(est.rows(), [
-        Column("constant", "name", justify="left"), Column("value", "value", g),
-        Column("low", "low", g), Column("high", "high", g), Column("unit", "unit", justify="left"),
-        Column("meaning", "meaning", justify="left"),
-    ], OutputFormat.table, title=title, warnings=est.warnings)
+    emit(
+        est.rows(),
+        [
+            Column("constant", "name", justify="left"),
+            Column("value", "value", g),
+            Column("low", "low", g),
+            Column("high", "high", g),
+            Column("unit", "unit", justify="left"),
+            Column("meaning", "meaning", justify="left"),
+        ],
+        OutputFormat.table,
+        title=title,
+        warnings=est.warnings,
+    )
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -53,5 +65,3 @@ def save_figure(fig, path: Path) -> Path:
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     os.replace(tmp, path)
     return path
-
-

@@ -20,13 +20,14 @@ from scalecalc.cli.common import (
 @calibrate_app.command("fit")
 def fit(
     out: DirArg,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Law file to write (default OUT/law.yaml).", dir_okay=False)] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates "
-                                           "over runs for the intervals (0: none).")] = 200,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Law file to write (default OUT/law.yaml).", dir_okay=False)
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates over runs for the intervals (0: none).")
+    ] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-    name: Annotated[str, typer.Option("--name", help="Name of the law in the file.")] =
-        "calibrated",
+    name: Annotated[str, typer.Option("--name", help="Name of the law in the file.")] = "calibrated",
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-
 from typing import Annotated, Optional
 
 import typer
@@ -24,59 +23,96 @@ from scalecalc.quantities import format_count, format_sci
 
 @calibrate_app.command("run")
 def run(
-    recipe: Annotated[str, typer.Argument(help="Recipe file, or a built-in name: quick-cpu, "
-                                          "workstation, isoflop, batch-size.")],
+    recipe: Annotated[
+        str, typer.Argument(help="Recipe file, or a built-in name: quick-cpu, workstation, isoflop, batch-size.")
+    ],
     out: OutOption,
-    device: Annotated[str, typer.Option("--device", help="auto (cuda, mps, cpu), cpu, cuda, "
-                                        "cuda:N or mps.")] = "auto",
-    devices: Annotated[Optional[str], typer.Option(
-        "--devices", help="Several devices, comma-separated (cuda:0,cuda:1): one worker "
-        "process each.")] = None,
-    data: Annotated[Optional[list[str]], typer.Option(
-        "--data", help="Corpus: text files, folders, globs, .bin (uint16) or .npy; repeatable. "
-        "Default: the recipe's, else the Python standard library's source.")] = None,
-    tokenizer: Annotated[Optional[str], typer.Option(
-        "--tokenizer", help="bytes or tiktoken:<encoding> (default: the recipe's, else bytes).")
+    device: Annotated[str, typer.Option("--device", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps.")] = "auto",
+    devices: Annotated[
+        Optional[str],
+        typer.Option("--devices", help="Several devices, comma-separated (cuda:0,cuda:1): one worker process each."),
+    ] = None,
+    data: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--data",
+            help="Corpus: text files, folders, globs, .bin (uint16) or .npy; repeatable. "
+            "Default: the recipe's, else the Python standard library's source.",
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        Optional[str],
+        typer.Option("--tokenizer", help="bytes or tiktoken:<encoding> (default: the recipe's, else bytes)."),
     ] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help="CPU threads for torch (1 avoids contention on a busy "
-        "machine).")] = None,
-    checkpoint_steps: Annotated[Optional[int], typer.Option(
-        "--checkpoint-steps", min=1, help="Also checkpoint every this many steps (default: "
-        "every 3 minutes only).")] = None,
-    runs_per_device: Annotated[str, typer.Option(
-        "--runs-per-device", help="Train up to K same-shape runs together as one stacked model "
-        "(seeds, learning rates of one size); auto measures memory and step time and picks K.")
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", min=1, help="CPU threads for torch (1 avoids contention on a busy machine)."),
+    ] = None,
+    checkpoint_steps: Annotated[
+        Optional[int],
+        typer.Option(
+            "--checkpoint-steps", min=1, help="Also checkpoint every this many steps (default: every 3 minutes only)."
+        ),
+    ] = None,
+    runs_per_device: Annotated[
+        str,
+        typer.Option(
+            "--runs-per-device",
+            help="Train up to K same-shape runs together as one stacked model "
+            "(seeds, learning rates of one size); auto measures memory and step time and picks K.",
+        ),
     ] = "1",
-    precision: Annotated[str, typer.Option(
-        "--precision", help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16.")
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto (bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16.")
     ] = "auto",
-    executor: Annotated[str, typer.Option(
-        "--executor", help="Where runs train: local (this machine), ray (a Ray cluster) or "
-        "slurm (job arrays through submitit). See README: Calibrating on a cluster.")] = "local",
-    address: Annotated[Optional[str], typer.Option(
-        "--address", help="Ray: the cluster, auto or HOST:PORT (default auto).")] = None,
-    gpus_per_run: Annotated[Optional[float], typer.Option(
-        "--gpus-per-run", help="Ray or Slurm: GPUs per run (Ray takes fractions: 0.25 puts "
-        "four runs on a GPU).")] = None,
-    partition: Annotated[Optional[str], typer.Option(
-        "--partition", help="Slurm: the partition to submit to.")] = None,
-    time_limit: Annotated[Optional[str], typer.Option(
-        "--time", help="Slurm: time limit per job, minutes or [D-]HH:MM:SS.")] = None,
-    array_parallelism: Annotated[Optional[int], typer.Option(
-        "--array-parallelism", help="Slurm: at most this many array tasks at once.")] = None,
-    sbatch_flag: Annotated[Optional[list[str]], typer.Option(
-        "--sbatch-flag", help="Slurm: one more sbatch flag, passed through; repeatable.")] = None,
-    shared_dir: Annotated[Optional[str], typer.Option(
-        "--shared-dir", help="Ray or Slurm: a folder every node sees, for checkpoints (a retried "
-        "run resumes; without it, it restarts from step 0).")] = None,
-    max_retries: Annotated[int, typer.Option(
-        "--max-retries", help="Ray or Slurm: retries of a run whose worker or node was lost.")
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="Where runs train: local (this machine), ray (a Ray cluster) or "
+            "slurm (job arrays through submitit). See README: Calibrating on a cluster.",
+        ),
+    ] = "local",
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="Ray: the cluster, auto or HOST:PORT (default auto).")
+    ] = None,
+    gpus_per_run: Annotated[
+        Optional[float],
+        typer.Option(
+            "--gpus-per-run", help="Ray or Slurm: GPUs per run (Ray takes fractions: 0.25 puts four runs on a GPU)."
+        ),
+    ] = None,
+    partition: Annotated[Optional[str], typer.Option("--partition", help="Slurm: the partition to submit to.")] = None,
+    time_limit: Annotated[
+        Optional[str], typer.Option("--time", help="Slurm: time limit per job, minutes or [D-]HH:MM:SS.")
+    ] = None,
+    array_parallelism: Annotated[
+        Optional[int], typer.Option("--array-parallelism", help="Slurm: at most this many array tasks at once.")
+    ] = None,
+    sbatch_flag: Annotated[
+        Optional[list[str]],
+        typer.Option("--sbatch-flag", help="Slurm: one more sbatch flag, passed through; repeatable."),
+    ] = None,
+    shared_dir: Annotated[
+        Optional[str],
+        typer.Option(
+            "--shared-dir",
+            help="Ray or Slurm: a folder every node sees, for checkpoints (a retried "
+            "run resumes; without it, it restarts from step 0).",
+        ),
+    ] = None,
+    max_retries: Annotated[
+        int, typer.Option("--max-retries", help="Ray or Slurm: retries of a run whose worker or node was lost.")
     ] = 3,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="List the runs with N, D, FLOPs, memory per run, the packing plan and "
-        "a time estimated from a few measured steps; train nothing.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="List the runs with N, D, FLOPs, memory per run, the packing plan and "
+            "a time estimated from a few measured steps; train nothing.",
+        ),
+    ] = False,
     fmt: FormatOption = OutputFormat.table,
     as_json: JsonOption = False,
 ) -> None:
@@ -98,11 +134,19 @@ def run(
     rec = load_recipe(recipe)  # recipe problems are reported before torch is imported
     from scalecalc.calibration.executors import ExecutorOptions, make_executor
 
-    options = ExecutorOptions(executor, address, gpus_per_run, partition, time_limit,
-                              array_parallelism, tuple(sbatch_flag or ()), shared_dir, max_retries)
+    options = ExecutorOptions(
+        executor,
+        address,
+        gpus_per_run,
+        partition,
+        time_limit,
+        array_parallelism,
+        tuple(sbatch_flag or ()),
+        shared_dir,
+        max_retries,
+    )
     if executor != "local" and devices:
-        raise UsageError(f"--devices: only for --executor local; with {executor} use "
-                         f"--gpus-per-run")
+        raise UsageError(f"--devices: only for --executor local; with {executor} use --gpus-per-run")
     make_executor(options)  # a missing extra or a bad option: one line, before torch
     from scalecalc.errors import require
 
@@ -115,16 +159,42 @@ def run(
     if dry_run:
         from scalecalc.calibration.dryrun import dry_run as plan
 
-        _render_plan(plan(rec, device=device, runs_per_device=k, precision=precision,
-                          out_dir=out, data=data, tokenizer=tokenizer, threads=threads),
-                     rec, fmt, out=out, threads=threads, data=data, tokenizer=tokenizer)
+        _render_plan(
+            plan(
+                rec,
+                device=device,
+                runs_per_device=k,
+                precision=precision,
+                out_dir=out,
+                data=data,
+                tokenizer=tokenizer,
+                threads=threads,
+            ),
+            rec,
+            fmt,
+            out=out,
+            threads=threads,
+            data=data,
+            tokenizer=tokenizer,
+        )
         return
     console = stderr_console()
     with _ProgressView(console) as view:
-        summary = sweep.run_sweep(rec, out, device=device, devices=device_list, data=data,
-                                  tokenizer=tokenizer, compile=compile, progress=view,
-                                  checkpoint_every_steps=checkpoint_steps, threads=threads,
-                                  runs_per_device=k, precision=precision, executor=options)
+        summary = sweep.run_sweep(
+            rec,
+            out,
+            device=device,
+            devices=device_list,
+            data=data,
+            tokenizer=tokenizer,
+            compile=compile,
+            progress=view,
+            checkpoint_every_steps=checkpoint_steps,
+            threads=threads,
+            runs_per_device=k,
+            precision=precision,
+            executor=options,
+        )
     _render_summary(summary, fmt)
     if summary.interrupted:
         console.print("interrupted: progress is checkpointed; rerun the same command to resume")
@@ -166,49 +236,84 @@ def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer)
     columns = [
         Column("run", "run_id", lambda v: v[:8], justify="left", wrap=False),
         Column("sweep", "sweep", justify="left", wrap=False),
-        Column("layers", "n_layer", wrap=False), Column("d_model", "d_model", wrap=False),
-        Column("batch", "batch_size", wrap=False), Column("lr", "lr", lambda x: f"{x:.2g}", wrap=False),
-        Column("N", "N", format_count, wrap=False), Column("D", "D", format_count, wrap=False),
+        Column("layers", "n_layer", wrap=False),
+        Column("d_model", "d_model", wrap=False),
+        Column("batch", "batch_size", wrap=False),
+        Column("lr", "lr", lambda x: f"{x:.2g}", wrap=False),
+        Column("N", "N", format_count, wrap=False),
+        Column("D", "D", format_count, wrap=False),
         Column("FLOPs", "C", lambda v: format_sci(v, 1), wrap=False),
-        Column("steps", "steps", wrap=False), Column("est.", "seconds", minutes, wrap=False),
+        Column("steps", "steps", wrap=False),
+        Column("est.", "seconds", minutes, wrap=False),
         Column("status", "status", justify="left", wrap=False),
     ]
     if output_width() < 100:  # the run id and sweep name are in --format json/csv
         columns = [c for c in columns if c.key not in ("sweep", "status")]
     first = rec.runs()[0] if rec.runs() else None
     setup = {
-        "data": ", ".join(data) if data else ", ".join(first.data) if first and first.data else "Python standard library source (default)",
+        "data": ", ".join(data)
+        if data
+        else ", ".join(first.data)
+        if first and first.data
+        else "Python standard library source (default)",
         "tokenizer": tokenizer or (first.tokenizer if first else "bytes"),
-        "context": first.seq_len if first else None, "device": device,
-        "threads": threads if threads else "torch default", "out": str(out),
+        "context": first.seq_len if first else None,
+        "device": device,
+        "threads": threads if threads else "torch default",
+        "out": str(out),
     }
-    emit(dicts, columns, fmt, title=(
-        f"{rec.name}: {len(rows)} runs, estimated {total / 60:.1f} minutes in all (measured on {device}, "
-        f"{plan.choice.k} per device)"
-        if fmt is OutputFormat.table else None))
+    emit(
+        dicts,
+        columns,
+        fmt,
+        title=(
+            f"{rec.name}: {len(rows)} runs, estimated {total / 60:.1f} minutes in all (measured on {device}, "
+            f"{plan.choice.k} per device)"
+            if fmt is OutputFormat.table
+            else None
+        ),
+    )
     if fmt is OutputFormat.table:
-        lines = [f"Data: {setup['data']}; tokenizer {setup['tokenizer']}; context {setup['context']} tokens",
-                 f"Device: {setup['device']}; threads: {setup['threads']}; results go to {setup['out']}/results.sqlite",
-                 f"Precision: {plan.precision}; packing: {plan.choice.reason}",
-                 f"Memory per run (est.): {plan.choice.bytes_per_run / 2**20:.1f} MiB" + (
-                     f" of {plan.choice.free_bytes / 2**30:.1f} GiB free" if plan.choice.free_bytes else "")
-                 + f"; {len(plan.packs)} packs: " + ", ".join(
-                     f"{len(ids)} x {minutes(sec)}" for ids, sec in zip(plan.packs, plan.pack_seconds)),
-                 "Next: scalecalc calibrate run " + (rec.path or rec.name) + f" --out {setup['out']}",
-                 f"      scalecalc calibrate status {setup['out']}",
-                 f"      scalecalc calibrate fit {setup['out']}"]
+        lines = [
+            f"Data: {setup['data']}; tokenizer {setup['tokenizer']}; context {setup['context']} tokens",
+            f"Device: {setup['device']}; threads: {setup['threads']}; results go to {setup['out']}/results.sqlite",
+            f"Precision: {plan.precision}; packing: {plan.choice.reason}",
+            f"Memory per run (est.): {plan.choice.bytes_per_run / 2**20:.1f} MiB"
+            + (f" of {plan.choice.free_bytes / 2**30:.1f} GiB free" if plan.choice.free_bytes else "")
+            + f"; {len(plan.packs)} packs: "
+            + ", ".join(f"{len(ids)} x {minutes(sec)}" for ids, sec in zip(plan.packs, plan.pack_seconds)),
+            "Next: scalecalc calibrate run " + (rec.path or rec.name) + f" --out {setup['out']}",
+            f"      scalecalc calibrate status {setup['out']}",
+            f"      scalecalc calibrate fit {setup['out']}",
+        ]
         sys.stdout.write("\n".join(wrap_line(line, "      ") for line in lines) + "\n")
 
 
 def _render_summary(summary, fmt: OutputFormat) -> None:
-    row = {"out_dir": summary.out_dir, "recipe": summary.recipe,
-           "devices": list(summary.devices), "total": summary.total, **summary.counts,
-           "wall_time": summary.wall_time, "interrupted": summary.interrupted}
-    emit([row], [
-        Column("recipe", "recipe", justify="left"), Column("runs", "total"),
-        Column("done", "done"), Column("diverged", "diverged"), Column("failed", "failed"),
-        Column("queued", "queued"), Column("wall time", "wall_time", hms),
-    ], fmt, title=f"sweep in {summary.out_dir}", single=True)
+    row = {
+        "out_dir": summary.out_dir,
+        "recipe": summary.recipe,
+        "devices": list(summary.devices),
+        "total": summary.total,
+        **summary.counts,
+        "wall_time": summary.wall_time,
+        "interrupted": summary.interrupted,
+    }
+    emit(
+        [row],
+        [
+            Column("recipe", "recipe", justify="left"),
+            Column("runs", "total"),
+            Column("done", "done"),
+            Column("diverged", "diverged"),
+            Column("failed", "failed"),
+            Column("queued", "queued"),
+            Column("wall time", "wall_time", hms),
+        ],
+        fmt,
+        title=f"sweep in {summary.out_dir}",
+        single=True,
+    )
 
 
 class _ProgressView:
@@ -231,10 +336,15 @@ class _ProgressView:
                 TimeRemainingColumn,
             )
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[info]}"), console=self.console,
-                                     transient=False)
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=self.console,
+                transient=False,
+            )
             self.progress.__enter__()
             self.sweep_task = self.progress.add_task("sweep", total=None, info="")
             self.run_task = None
@@ -250,14 +360,16 @@ class _ProgressView:
         if kind == "submitted":
             tasks = list(event["tasks"].values())
             shown = ", ".join(tasks[:3]) + (f" ... ({len(tasks)} in all)" if len(tasks) > 3 else "")
-            self.console.print(f"{event['executor']}: submitted {event['units']} run(s): {shown}",
-                               highlight=False)
+            self.console.print(f"{event['executor']}: submitted {event['units']} run(s): {shown}", highlight=False)
             if not event.get("shared_dir"):
                 self.console.print("no --shared-dir: a retried run restarts from step 0")
         elif kind == "cancelled":
             ids = event["ids"]
-            self.console.print(f"{event['executor']}: cancelled {len(ids)} pending or running "
-                               f"task(s){': ' + ', '.join(ids) if ids else ''}", highlight=False)
+            self.console.print(
+                f"{event['executor']}: cancelled {len(ids)} pending or running "
+                f"task(s){': ' + ', '.join(ids) if ids else ''}",
+                highlight=False,
+            )
         elif kind == "device":
             self.console.print(f"device: {', '.join(event['devices'])}")
         elif kind == "packing":
@@ -269,25 +381,32 @@ class _ProgressView:
             if self.progress is not None:
                 self.progress.update(self.sweep_task, total=self.total, completed=self.finished)
             elif "recipe" in event:
-                self.console.print(f"{event['recipe']}: {self.total} runs, {self.finished} "
-                                   f"finished, {self.total - self.finished} to train")
+                self.console.print(
+                    f"{event['recipe']}: {self.total} runs, {self.finished} "
+                    f"finished, {self.total - self.finished} to train"
+                )
         elif kind == "start":
             resumed = f", resumed at step {event['resumed']}" if event.get("resumed") else ""
-            msg = (f"run {event['label']} ({event['run_id']}): N={format_count(event['N'])} "
-                   f"D={format_count(event['D'])} D/N={event['tokens_per_param']:.3g} "
-                   f"steps={event['max_steps']} warmup={event['warmup_steps']}{resumed}")
+            msg = (
+                f"run {event['label']} ({event['run_id']}): N={format_count(event['N'])} "
+                f"D={format_count(event['D'])} D/N={event['tokens_per_param']:.3g} "
+                f"steps={event['max_steps']} warmup={event['warmup_steps']}{resumed}"
+            )
             if self.progress is not None:
                 if self.run_task is not None:
                     self.progress.remove_task(self.run_task)
-                self.run_task = self.progress.add_task(event["label"], total=event["max_steps"],
-                                                       completed=event["step"], info="")
+                self.run_task = self.progress.add_task(
+                    event["label"], total=event["max_steps"], completed=event["step"], info=""
+                )
             else:
                 self.console.print(msg)
         elif kind == "step" and self.progress is not None and self.run_task is not None:
             val = f" val {event['val_loss']:.3f}" if event.get("val_loss") else ""
-            self.progress.update(self.run_task, completed=event["step"],
-                                 info=f"{event['tokens_per_s']:,.0f} tok/s loss "
-                                      f"{event['loss']:.3f}{val}")
+            self.progress.update(
+                self.run_task,
+                completed=event["step"],
+                info=f"{event['tokens_per_s']:,.0f} tok/s loss {event['loss']:.3f}{val}",
+            )
         elif kind == "run":
             self.finished += 1
             if self.progress is not None:
@@ -299,5 +418,6 @@ class _ProgressView:
                 err += f" on {event['host']}"
                 if event.get("resumed"):
                     err += f" (resumed at step {event['resumed']})"
-            self.console.print(f"[{self.finished}/{self.total}] {event['label']} "
-                               f"{event['status']}{loss}{took}{err}", highlight=False)
+            self.console.print(
+                f"[{self.finished}/{self.total}] {event['label']} {event['status']}{loss}{took}{err}", highlight=False
+            )

@@ -36,16 +36,33 @@ def status(
         counts = store.counts()
         recipe = meta.get("recipe", "?")
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    emit(rows, [
-        Column("run", "run_id", justify="left"), Column("config", "label", justify="left"),
-        Column("status", "status", justify="left"), Column("N", "N", format_count),
-        Column("step", "step"), Column("of", "max_steps"), Column("val loss", "val_loss", fmt_loss),
-        Column("time", "wall_time", hms), Column("device", "device", justify="left"),
-        *([Column("executor", "executor", justify="left"),
-           Column("tasks", "tasks", lambda t: ", ".join(t) or "-", justify="left"),
-           Column("retries", "retries")] if remote else []),
-        Column("error", "error", justify="left"),
-    ], fmt, title=f"{out} ({recipe}): {summary or 'no runs'}", single=False)
+    emit(
+        rows,
+        [
+            Column("run", "run_id", justify="left"),
+            Column("config", "label", justify="left"),
+            Column("status", "status", justify="left"),
+            Column("N", "N", format_count),
+            Column("step", "step"),
+            Column("of", "max_steps"),
+            Column("val loss", "val_loss", fmt_loss),
+            Column("time", "wall_time", hms),
+            Column("device", "device", justify="left"),
+            *(
+                [
+                    Column("executor", "executor", justify="left"),
+                    Column("tasks", "tasks", lambda t: ", ".join(t) or "-", justify="left"),
+                    Column("retries", "retries"),
+                ]
+                if remote
+                else []
+            ),
+            Column("error", "error", justify="left"),
+        ],
+        fmt,
+        title=f"{out} ({recipe}): {summary or 'no runs'}",
+        single=False,
+    )
 
 
 def _status_row(store, r, remote: dict) -> dict:
@@ -59,11 +76,19 @@ def _status_row(store, r, remote: dict) -> dict:
         label = RunConfig.from_dict(cfg).label()
     except TypeError:
         label = "?"
-    return {"run_id": r.id, "label": label, "status": r.status,
-            "N": r.params.get("total", cfg.get("n_params")), "step": last.step if last else 0,
-            "max_steps": cfg.get("max_steps"), "val_loss": vals[-1].val_loss if vals else None,
-            "wall_time": last.wall_time if last else None, "device": r.device, "error": r.error,
-            **_remote_fields(r.id, remote)}
+    return {
+        "run_id": r.id,
+        "label": label,
+        "status": r.status,
+        "N": r.params.get("total", cfg.get("n_params")),
+        "step": last.step if last else 0,
+        "max_steps": cfg.get("max_steps"),
+        "val_loss": vals[-1].val_loss if vals else None,
+        "wall_time": last.wall_time if last else None,
+        "device": r.device,
+        "error": r.error,
+        **_remote_fields(r.id, remote),
+    }
 
 
 def _remote_fields(run_id: str, remote: dict) -> dict:
