@@ -256,7 +256,7 @@ def test_ray_sweep_equals_local(ray_cluster, recipe, reference, tmp_path):
         text=True,
         env=ENV,
     )
-    rows = json.loads(status.stdout)
+    rows = json.loads(status.stdout)["rows"]
     assert {row["executor"] for row in rows} == {"ray"} and all(row["tasks"] for row in rows)
 
 

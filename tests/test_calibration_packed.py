@@ -260,8 +260,7 @@ def test_dry_run_prints_the_packing_plan_and_trains_nothing(tmp_path):
             "--json",
         ],
     )
-    rows = json.loads(r.stdout)
-    rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
+    rows = json.loads(r.stdout)["rows"]
     assert sorted(row["pack"] for row in rows) == [0, 0, 1, 1]
     assert all(row["runs_per_device"] == 2 and row["seconds"] > 0 for row in rows)
     assert not (tmp_path / "o" / "results.sqlite").exists()
