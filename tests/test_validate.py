@@ -1,4 +1,4 @@
-"""The validation layer (scalecalc/validate) and every example of issue 9 as a regression test,
+"""The validation layer (scalecalc/validate) and every hostile-input example found in review as a regression test,
 each through the real CLI (typer's runner on the real app, or a subprocess where the process
 itself matters: stdin bytes, resource limits, exit codes)."""
 
