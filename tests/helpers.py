@@ -10,6 +10,21 @@ from scalecalc.cli import app
 
 runner = CliRunner()
 
+# The settings of the tiny byte-level calibration sweeps the calibration tests train (a few
+# seconds per run on one CPU thread); each test file adds its name and sweeps.
+TINY_SWEEP_SETTINGS = """
+tokenizer: bytes
+data_max_bytes: 1e6
+seq_len: 32
+mlp: gelu
+head_dim: 8
+lr: 1e-2
+warmup_steps: 10
+eval_points: 12
+eval_interval: 50
+eval_batches: 2
+"""
+
 
 def run(*args: str, input: str | None = None):
     """Invoke the CLI in-process; returns the click Result (exit_code, stdout, stderr)."""

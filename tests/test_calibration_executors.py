@@ -23,27 +23,23 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import TINY_SWEEP_SETTINGS  # noqa: E402
+
 from scalecalc.calibration.store import Store  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-RECIPE = """
+RECIPE = (
+    """
 name: tiny-cluster
-tokenizer: bytes
-data_max_bytes: 1e6
-seq_len: 32
-mlp: gelu
-head_dim: 8
-lr: 1e-2
-warmup_steps: 10
-eval_points: 12
-eval_interval: 50
-eval_batches: 2
-sweeps:
+"""
+    + TINY_SWEEP_SETTINGS.lstrip("\n")
+    + """sweeps:
   - shapes: [{d_model: 16, n_layer: 1}, {d_model: 32, n_layer: 1}]
     batch_size: 8
     steps: 300
 """
+)
 REQUIRE = bool(os.environ.get("SCALECALC_REQUIRE_CLUSTER"))
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
 

@@ -12,23 +12,17 @@ import math
 
 import pytest
 import yaml
+from helpers import TINY_SWEEP_SETTINGS
 
 from scalecalc.calibration.store import Store
 from tests.helpers import run
 
-SWEEP = """
+SWEEP = (
+    """
 name: tiny-import
-tokenizer: bytes
-data_max_bytes: 1e6
-seq_len: 32
-mlp: gelu
-head_dim: 8
-lr: 1e-2
-warmup_steps: 10
-eval_points: 12
-eval_interval: 50
-eval_batches: 2
-sweeps:
+"""
+    + TINY_SWEEP_SETTINGS.lstrip("\n")
+    + """sweeps:
   - name: sizes
     shapes: [{d_model: 8, n_layer: 1}, {d_model: 16, n_layer: 1}, {d_model: 32, n_layer: 1},
              {d_model: 32, n_layer: 2}]
@@ -39,6 +33,7 @@ sweeps:
     batch_size: [4, 16, 32]
     tokens: 4e4
 """
+)
 
 
 @pytest.fixture(scope="module")

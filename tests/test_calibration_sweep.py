@@ -20,6 +20,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import TINY_SWEEP_SETTINGS  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from scalecalc.calibration.recipe import RunConfig, parse_recipe  # noqa: E402
@@ -28,18 +29,7 @@ from scalecalc.cli import app  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-COMMON = """
-tokenizer: bytes
-data_max_bytes: 1e6
-seq_len: 32
-mlp: gelu
-head_dim: 8
-lr: 1e-2
-warmup_steps: 10
-eval_points: 12
-eval_interval: 50
-eval_batches: 2
-"""
+COMMON = TINY_SWEEP_SETTINGS
 
 SWEEP = (
     COMMON
