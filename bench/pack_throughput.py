@@ -4,7 +4,8 @@ For tiny byte-level GPTs of about 11K, 80K, 0.3M and 1M parameters, K runs (seed
 shape, 16 x 128 tokens per step, as quick-cpu) are trained, in the same process and the same run:
 
 - *packed*: one :func:`scalecalc.calibration.packed.time_packed_steps` step updates all K members
-  (vmap over the stacked parameters, K AdamW optimizers);
+  (:class:`scalecalc.calibration.stacked.Stack`: batched matmuls over the members' weights,
+  one AdamW update of all of them);
 - *solo*: each member's own model through :func:`scalecalc.calibration.loop.train_steps` (the
   step ``calibrate run`` takes for one run), one after another.
 

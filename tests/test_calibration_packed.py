@@ -179,10 +179,10 @@ def test_out_of_memory_while_packing_halves_k_and_retries(tmp_path, monkeypatch)
 
     real_step = packed._packed_step
 
-    def step_that_runs_out_of_memory(active, *args):
-        if len(active) > 2:
+    def step_that_runs_out_of_memory(stack, pack, *args):
+        if len(pack) > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_step(active, *args)
+        return real_step(stack, pack, *args)
 
     monkeypatch.setattr(packed, "_packed_step", step_that_runs_out_of_memory)
     events = []

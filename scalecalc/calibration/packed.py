@@ -1,18 +1,19 @@
 """Several same-shape runs trained together in one process: one stacked model, K optimizers.
 
-A tiny model (0.1M-50M parameters) leaves a GPU mostly idle when trained alone. ``train_group``
-trains K runs of the same shape (seeds, learning rates, schedules or budgets of one size and
-batch size) as one *stacked* model: each step stacks the K members' parameters along a new
-leading axis and runs ``torch.func.vmap`` over ``functional_call`` of one GPT, so every matmul
-is one batched matmul over the K members. Each member keeps its own parameters (leaf tensors),
-its own AdamW state, learning-rate schedule, gradient clipping, data order (numpy RNG seeded by
-its run seed), evaluations, divergence check and checkpoint; nothing is shared but the kernels.
+A tiny model (0.1M-50M parameters) leaves a GPU mostly idle, and a CPU busy with per-op
+overhead, when trained alone. ``train_group`` trains K runs of the same shape (seeds, learning
+rates, schedules or budgets of one size and batch size) as one *stacked* model
+(:class:`scalecalc.calibration.stacked.Stack`): the K members' parameters are rows of one
+``(K, P)`` buffer, every matmul is one batched matmul over the members, and AdamW updates all
+of them in a dozen elementwise ops. Each member keeps its own parameters, AdamW moments and
+step count, learning-rate schedule, gradient clipping, data order (numpy RNG seeded by its run
+seed), evaluations, divergence check and checkpoint; nothing is shared but the kernels.
 
 Exactness: a member's losses and weights are bit-for-bit the same whatever its pack mates
-(K = 1 or K = 8), because vmap's batched kernels compute each member independently; checked in
+(K = 1 or K = 8), because every op of the stacked step treats members independently; checked in
 ``tests/test_calibration_packed.py`` for fp32, bf16 autocast and fused AdamW on CPU. Against
 :func:`scalecalc.calibration.loop.train_run` (plain ``nn.Module`` calls) a member agrees to
-float rounding (~1e-9 per step; batched and plain matmuls round differently), not bit-for-bit.
+float rounding (batched and plain kernels round differently), not bit-for-bit.
 
 Checkpoints use :func:`loop.train_run`'s format (``<run_id>.pt``), so a run interrupted in a
 pack resumes alone or in another pack, without lost or duplicated points.
@@ -25,10 +26,8 @@ This is the unit an executor runs (``train_group(configs, data, store=...)``): a
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,12 +35,12 @@ import numpy as np
 
 from scalecalc.calibration import loop
 from scalecalc.calibration.recipe import RunConfig
+from scalecalc.calibration.stacked import Stack
 from scalecalc.calibration.store import Point
 from scalecalc.errors import MissingDependency, UsageError
 
 try:  # the calibrate extra: without it, one line naming the extra rather than a traceback
     import torch
-    from torch.func import functional_call, vmap
 except ImportError:
     raise MissingDependency.for_extra("torch", "calibrate") from None
 
@@ -67,14 +66,14 @@ def autocast_for(device: str, precision: str = "auto"):
     return contextlib.nullcontext()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Member:
-    """One run of the pack and everything that is its own."""
+    """One run of the pack and everything that is its own. ``model`` and ``optimizer`` hold its
+    weights and AdamW state between the stacked steps: at its evaluations, in its checkpoints."""
 
     cfg: RunConfig
     model: torch.nn.Module
-    params: list  # the model's parameters in named order (leaf tensors)
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # its hyperparameters (lr set each step) and state format
     rng: np.random.Generator
     eval_batches: list
     eval_at: set
@@ -135,12 +134,8 @@ def train_group(
         raise UsageError("train_group: the runs of a pack must share model shape and batch size")
     members = [_member(c, data, store, checkpoint_dir, device, fused) for c in configs]
     cfg0 = configs[0]
-    base = copy.deepcopy(members[0].model).to("meta")  # the shape only; weights come stacked
-    names = [n for n, _ in members[0].model.named_parameters()]
-    buffers = {n: b for n, b in members[0].model.named_buffers()}  # RoPE tables, identical
     autocast = autocast_for(device, precision)
-
-    batched_logits = _batched_logits(base, buffers)
+    pack, stack = members, _stack(members, device, fused)  # pack[k] is the stack's row k
     for m in members:
         loop._report(
             progress,
@@ -163,7 +158,7 @@ def train_group(
         for m in _active(members):  # evaluations and the end of a member's run
             eval_t0 = time.perf_counter()
             try:
-                _eval_if_due(m, autocast, store, m.state["wall"] + wall)
+                _eval_if_due(m, stack, pack.index(m), autocast, store, m.state["wall"] + wall)
             except loop.Diverged as exc:
                 _diverge(m, str(exc), None, m.state["wall"] + wall, device, progress)
             seg_t0 += time.perf_counter() - eval_t0
@@ -172,9 +167,12 @@ def train_group(
         active = _active(members)
         if not active:
             break
+        if active != pack:  # members finished or diverged: the pack goes on without them
+            stack = stack.select([pack.index(m) for m in active])
+            pack = active
         if stop is not None and stop():
             for m in active:
-                _save(m, m.state["wall"] + wall)
+                _save(m, stack, pack.index(m), m.state["wall"] + wall)
                 m.result = loop._result(
                     m.cfg,
                     "interrupted",
@@ -191,9 +189,9 @@ def train_group(
         due = checkpoint_every_steps and active[0].step % checkpoint_every_steps == 0
         if time.monotonic() - last_ckpt > checkpoint_every_s or (due and active[0].step):
             for m in active:
-                _save(m, m.state["wall"] + wall)
+                _save(m, stack, pack.index(m), m.state["wall"] + wall)
             last_ckpt = time.monotonic()
-        losses = _packed_step(active, names, batched_logits, data, cfg0, device, autocast)
+        losses = _packed_step(stack, active, data, cfg0, device, autocast)
         for m, loss in zip(active, losses):
             m.step += 1
             m.loss = loss
@@ -257,7 +255,6 @@ def _member(cfg: RunConfig, data, store, checkpoint_dir, device: str, fused) -> 
     return _Member(
         cfg,
         model,
-        list(model.parameters()),
         optimizer,
         rng,
         loop._eval_batches(data, cfg, device),
@@ -288,50 +285,41 @@ def _active(members: list[_Member]) -> list[_Member]:
     return [m for m in members if m.result is None]
 
 
-def _batched_logits(base, buffers):
-    """logits of K members at once: vmap of the GPT's forward over stacked parameters and
-    batches, ``(K, B, T) -> (K, B, T, vocab)``."""
-    return vmap(lambda params, x: functional_call(base, (params, buffers), (x,))[0])
+def _stack(members: list[_Member], device: str, fused: bool | None) -> Stack:
+    """The members as one :class:`Stack`; fused AdamW by default on CUDA only (as loop.py)."""
+    use_fused = device.split(":")[0] == "cuda" if fused is None else bool(fused)
+    return Stack.from_members(
+        [m.model for m in members], [m.optimizer for m in members], [m.step for m in members], fused=use_fused
+    )
 
 
-def _packed_step(active: list[_Member], names, batched_logits, data, cfg0, device, autocast):
-    """One optimizer step of every active member; returns their training losses (floats)."""
+def _packed_step(stack: Stack, pack: list[_Member], data, cfg0, device, autocast):
+    """One optimizer step of every member of ``pack`` (row k = ``pack[k]``); returns their
+    training losses (floats)."""
     xs, ys = [], []
-    for m in active:
+    for m in pack:
         m.lr = loop.get_lr(m.step, m.cfg, m.warmup_steps, m.max_steps)
         for group in m.optimizer.param_groups:
             group["lr"] = m.lr
         x, y = loop._batch(data.train, cfg0.batch_size, cfg0.seq_len, m.rng, device)
         xs.append(x)
         ys.append(y)
-    stacked = {n: torch.stack([m.params[i] for m in active]) for i, n in enumerate(names)}
-    with autocast, warnings.catch_warnings():
-        # SDPA has no vmap batching rule on CPU: torch loops over the members (still exact)
-        warnings.filterwarnings("ignore", message=".*batching rule.*")
-        logits = batched_logits(stacked, torch.stack(xs))
-        # the loss outside vmap: one row-wise cross-entropy over all members (vmap's batched
-        # log_softmax is several times slower on CPU); then each member's mean, as GPT.forward
-        vocab = logits.size(-1)
-        per_token = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, vocab).float(), torch.stack(ys).reshape(-1), reduction="none"
-        )
-        losses = per_token.view(len(active), -1).mean(dim=1)
-    losses.sum().backward()  # members are independent: d(sum)/d(member) = d(member loss)
-    for m in active:
-        if m.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(m.params, m.cfg.grad_clip)
-        m.optimizer.step()
-        m.optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        losses = stack.losses(torch.stack(xs), torch.stack(ys))
+    stack.backward(losses)
+    stack.step([m.optimizer.param_groups for m in pack], [m.cfg.grad_clip for m in pack])
     return [float(v) for v in losses.detach().float().cpu()]
 
 
-def _eval_if_due(m: _Member, autocast, store, wall: float) -> None:
+def _eval_if_due(m: _Member, stack: Stack, row: int, autocast, store, wall: float) -> None:
     """Evaluate a member after ``m.step`` updates when that step is an eval step (the same
-    windows and rule as :func:`loop.train_run`), and stream the point into the store; raises
-    :class:`loop.Diverged` as the solo loop does."""
+    windows and rule as :func:`loop.train_run`, on its own model with the stack's row ``row``
+    copied in), and stream the point into the store; raises :class:`loop.Diverged` as the solo
+    loop does."""
     if m.step not in m.eval_at or m.state.get("evaluated") == m.step:
         return
     m.state["evaluated"] = m.step
+    stack.store_weights(row, m.model)
     m.val_loss = loop._evaluate(m.model, m.eval_batches, autocast)
     train_loss = m.state["loss_sum"] / m.state["loss_n"] if m.state["loss_n"] else None
     m.state["loss_sum"], m.state["loss_n"] = 0.0, 0
@@ -381,8 +369,10 @@ def _finish(m: _Member, status: str, wall: float, device: str, error) -> loop.Ru
     return loop._result(m.cfg, status, m.params_count, m.N, m.step, m.tps, m.flops_per_step, final, wall, device, error)
 
 
-def _save(m: _Member, wall: float) -> None:
+def _save(m: _Member, stack: Stack, row: int, wall: float) -> None:
+    """Checkpoint a member in :func:`loop.train_run`'s format (it resumes alone or packed)."""
     if m.ckpt is not None:
+        stack.store_member(row, m.model, m.optimizer)
         m.ckpt.save(m.model, m.optimizer, m.rng, {**m.state, "step": m.step, "wall": wall})
 
 
@@ -433,16 +423,13 @@ def time_packed_steps(
     )
     data = TokenData(tokens, tokens, cfg0.vocab_size, "random", "", len(tokens), len(tokens), ())
     members = [_member(c, data, None, None, device, fused) for c in configs]
-    base = copy.deepcopy(members[0].model).to("meta")
-    names = [n for n, _ in members[0].model.named_parameters()]
-    buffers = {n: b for n, b in members[0].model.named_buffers()}
-    batched = _batched_logits(base, buffers)
+    stack = _stack(members, device, fused)
     autocast = autocast_for(device, precision)
-    _packed_step(members, names, batched, data, cfg0, device, autocast)  # warm-up
+    _packed_step(stack, members, data, cfg0, device, autocast)  # warm-up
     loop._sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        _packed_step(members, names, batched, data, cfg0, device, autocast)
+        _packed_step(stack, members, data, cfg0, device, autocast)
     loop._sync(device)
     return (time.perf_counter() - t0) / steps
 
