@@ -144,12 +144,18 @@ def test_one_size_or_no_runs_is_not_enough():
 
 def test_heldout_check_predicts_the_largest_curve(noisy_curves):
     check = heldout_check(noisy_curves)
-    assert check["N"] == 1e7 and check["n_runs_refit"] == 24
-    assert len(check["steps"]) == len(check["measured"]) == len(check["predicted"]) > 50
+    # primary: eq 1.1 on the final losses of the 4 smaller sizes at the held-out batch and horizon
+    assert check["N"] == 1e7 and check["n_runs_refit"] == 4 and check["n_sizes_refit"] == 4
+    assert check["batch_tokens"] == max(BATCHES)
     assert abs(check["final_rel_error"]) < 0.02
-    assert check["rms_rel_error"] < 0.03
+    # secondary: eq 1.6 refitted on every run of the smaller sizes, the whole curve predicted
+    curve = check["curve"]
+    assert curve["n_runs_refit"] == 24
+    assert len(curve["steps"]) == len(curve["measured"]) == len(curve["predicted"]) > 50
+    assert abs(curve["final_rel_error"]) < 0.02
+    assert curve["rms_rel_error"] < 0.03
     # the refit never saw N = 1e7 yet lands close to the truth
-    assert_allclose(check["constants"]["alpha_N"], T5["alpha_N"], rtol=0.05)
+    assert_allclose(curve["constants"]["alpha_N"], T5["alpha_N"], rtol=0.05)
 
 
 def test_heldout_check_needs_three_sizes():

@@ -86,7 +86,14 @@ def test_intervals_with_seed_noise_cover_the_truth_and_the_law_carries_replicate
 def test_the_heldout_interval_covers_the_measured_seeds(three_seeds):
     held = heldout_check(three_seeds, bootstrap=20, seed=0)
     lo, hi = held["final_interval"]
+    assert held["interval_method"] == "bootstrap" and held["interval_replicates"] == 20
     assert lo < held["final_predicted"] < hi
-    assert len(held["final_measured_seeds"]) == 3
-    assert held["covers_measured"] == all(lo <= m <= hi for m in held["final_measured_seeds"])
+    seeds = held["final_measured_seeds"]
+    assert len(seeds) == held["n_seeds"] == 3 and len(set(held["seed_run_ids"])) == 3
+    assert held["final_measured"] == pytest.approx(np.mean(seeds))
+    assert held["covered"] == sum(lo <= m <= hi for m in seeds)
+    assert held["covers_measured"] == (held["covered"] == 3)
+    # the seed noise comes from the 3 seeds of each of the 4 smaller sizes at the held-out batch
+    assert held["seed_sd_source"] == "seeds" and held["seed_sd_dof"] == 4 * 2 and held["n_runs_refit"] == 12
+    assert 0.3 * SEED_SIGMA < held["seed_sd"] < 3 * SEED_SIGMA
     assert abs(held["final_rel_error"]) < 0.03

@@ -6,7 +6,7 @@ Library use::
     from scalecalc.calibration.estimate import estimate, heldout_check
     est = estimate(Store("runs/"), bootstrap=100, seed=0)
     law = est.to_law("my-corpus")          # mapping in the law-file format (yaml.safe_dump it)
-    check = heldout_check(Store("runs/"))  # refit without the largest model, predict its curve
+    check = heldout_check(Store("runs/"))  # L(N) on the smaller sizes predicts the largest final loss
 
 The math works on plain :class:`Curve` records (no torch, no store), see ``curves.py``; the
 procedure is in ``procedure.py``, the contour method in ``contour.py``, the forward Kaplan model

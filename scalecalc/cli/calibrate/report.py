@@ -42,9 +42,11 @@ def report(
 ) -> None:
     """Runs, constants with intervals, the seed spread, and a held-out check of the largest model.
 
-    The held-out check refits without the largest model and predicts its whole learning curve;
-    its final loss gets a bootstrap interval (seeds resampled when the recipe has several), and
-    the spread of final losses over seeds is shown per size.
+    The held-out check fits L(N) = (N_c/N)^alpha_N (Kaplan eq 1.1) to the final losses of every
+    seed of the smaller sizes and predicts the largest size's final loss, with an interval for one
+    new seed (bootstrap refits plus seed-to-seed noise), against the mean and each of its measured
+    seeds; as a second row, the learning-curve law (eq 1.6) refitted on the smaller sizes predicts
+    the largest run's whole curve. The spread of final losses over seeds is shown per size.
 
     Example:
         scalecalc calibrate report runs/quick
@@ -89,23 +91,83 @@ def report(
         console.print(f"held-out check: {held['error']}")
     else:
         emit(
-            [held],
+            _heldout_rows(held),
             [
-                Column("held-out run", "run_id", justify="left"),
-                Column("N", "N", format_count),
-                Column("measured", "final_measured", fmt_loss),
-                Column("predicted", "final_predicted", fmt_loss),
-                Column("final error", "final_rel_error", lambda x: f"{100 * x:+.2f}%"),
-                Column("interval", "final_interval", lambda v: f"[{v[0]:.4f}, {v[1]:.4f}]" if v else "-"),
-                Column("covers", "covers_measured", lambda v: "-" if v is None else ("yes" if v else "no")),
-                Column("curve rms", "rms_rel_error", lambda x: f"{100 * x:.2f}%"),
+                Column("prediction", "check", justify="left"),
+                Column("predicted", "predicted", _fmt_opt(fmt_loss)),
+                Column("interval", "interval", lambda v: f"[{v[0]:.4f}, {v[1]:.4f}]" if v else "-"),
+                Column("measured", "measured", _fmt_opt(fmt_loss)),
+                Column("seeds", "seeds", lambda v: ", ".join(f"{x:.4f}" for x in v) if v else "-"),
+                Column("error", "error", _fmt_opt(lambda x: f"{100 * x:+.2f}%")),
+                Column("covers", "covers", lambda v: v or "-"),
+                Column("curve rms", "curve_rms", _fmt_opt(lambda x: f"{100 * x:.2f}%")),
             ],
             OutputFormat.table,
-            title="held-out check: refit without the largest model, predict its learning curve",
+            title=(
+                "held-out check: fit L(N) to the final losses of the smaller sizes, predict the largest "
+                f"(N={format_count(held['N'])}, run {held['run_id']})"
+            ),
+            caption=_heldout_caption(held),
             warnings=held["warnings"],
         )
     for f in figures:
         console.print(f"wrote {f}")
+
+
+def _fmt_opt(f):
+    return lambda x: "-" if x is None else f(x)
+
+
+def _heldout_rows(held: dict) -> list[dict]:
+    """Table rows of ``heldout_check``: the primary eq 1.1 final-loss prediction against the mean and
+    each seed of the held-out size, then the secondary eq 1.6 learning-curve prediction."""
+    covered = None if held["covered"] is None else f"{held['covered']}/{held['n_seeds']} seeds"
+    rows = [
+        {
+            "check": "final loss: L(N) eq 1.1 on the smaller sizes",
+            "predicted": held["final_predicted"],
+            "interval": held["final_interval"],
+            "measured": held["final_measured"],
+            "seeds": held["final_measured_seeds"],
+            "error": held["final_rel_error"],
+            "covers": covered,
+            "curve_rms": None,
+        }
+    ]
+    curve = held.get("curve")
+    if curve:
+        rows.append(
+            {
+                "check": "learning curve: L(N, S_min) eq 1.6 refit",
+                "predicted": curve["final_predicted"],
+                "interval": None,
+                "measured": curve["final_measured"],
+                "seeds": None,
+                "error": curve["final_rel_error"],
+                "covers": None,
+                "curve_rms": curve["rms_rel_error"],
+            }
+        )
+    return rows
+
+
+def _heldout_caption(held: dict) -> str:
+    law = held["law"]
+    text = (
+        f"{law['form']}: alpha_N={law['alpha_N']:.4g}, N_c={law['N_c']:.3g}, from {held['n_runs_refit']} runs of "
+        f"{held['n_sizes_refit']} sizes; measured = mean over the held-out seeds"
+    )
+    if held["final_interval"] is not None:
+        how = (
+            f"{held['interval_replicates']} bootstrap refits"
+            if held["interval_method"] == "bootstrap"
+            else "the regression's prediction interval"
+        )
+        text += (
+            f"; {100 * held['confidence']:.0f}% interval for one new seed: {how} plus seed noise "
+            f"(sd of ln L {held['seed_sd']:.3g} from {held['seed_sd_source']})"
+        )
+    return text
 
 
 def _spread_table(rows: list[dict], console) -> None:
@@ -157,16 +219,28 @@ def _plots(store, held: dict, folder: Path) -> list[Path]:
     ax.set(xscale="log", yscale="log", xlabel="tokens", ylabel="validation loss (nats/token)", title="learning curves")
     ax.legend(fontsize=6, ncol=2)
     out.append(save_figure(fig, folder / "learning_curves.png"))
-    if "error" not in held:
+    curve = held.get("curve")
+    if "error" not in held and curve:
         fig, ax = plt.subplots(figsize=(7, 5))
-        ax.plot(held["steps"], held["measured"], "o", ms=3, label="measured")
-        ax.plot(held["steps"], held["predicted"], "-", label="predicted (refit without it)")
+        ax.plot(curve["steps"], curve["measured"], "o", ms=3, label="measured")
+        ax.plot(curve["steps"], curve["predicted"], "-", label="predicted, eq 1.6 (refit without it)")
+        S_end, pred, band = curve["steps"][-1], held["final_predicted"], held["final_interval"]
+        ax.errorbar(
+            [S_end],
+            [pred],
+            yerr=[[pred - band[0]], [band[1] - pred]] if band else None,
+            fmt="s",
+            color="C3",
+            capsize=4,
+            label="final loss, eq 1.1 L(N) fit" + (" with interval" if band else ""),
+        )
+        ax.plot([S_end] * held["n_seeds"], held["final_measured_seeds"], "x", color="k", label="measured seeds")
         ax.set(
             xscale="log",
             yscale="log",
             xlabel="step",
             ylabel="validation loss",
-            title=f"held-out run {held['run_id']} (N={format_count(held['N'])})",
+            title=f"held-out run {curve['run_id']} (N={format_count(held['N'])})",
         )
         ax.legend()
         out.append(save_figure(fig, folder / "heldout.png"))
