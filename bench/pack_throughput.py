@@ -13,13 +13,18 @@ It prints aggregate tokens/s of both and the ratio packed/solo (the issue's goal
 <= 1M parameters on a 2-core CPU). The two are timed in alternating rounds so that load from other
 processes hits both alike; the median of the rounds is reported.
 
+With ``--processes P`` it also times the other way to fill a CPU: the K solo runs split over P
+worker processes of ``--threads`` threads each, side by side (what ``calibrate run --devices
+cpu,cpu --threads 1`` does), and prints that aggregate against the single solo process.
+
 Usage: python bench/pack_throughput.py [--threads 1] [--device cpu] [--k 4] [--rounds 3]
-       [--steps 5] [--precision auto]
+       [--steps 5] [--precision auto] [--processes 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 
 import numpy as np
@@ -67,6 +72,21 @@ def _solo_seconds_per_step(configs, device: str, steps: int) -> float:
     return total
 
 
+def _solo_in_process(args: tuple) -> float:
+    """One worker process: its share of the solo runs, one after another (seconds per step)."""
+    configs, device, steps, threads = args
+    torch.set_num_threads(threads)
+    return _solo_seconds_per_step(configs, device, steps)
+
+
+def _solo_processes_seconds_per_step(configs, device: str, steps: int, processes: int, threads: int) -> float:
+    """Seconds per step of all K runs split over ``processes`` processes running side by side:
+    the slowest process's share."""
+    shares = [configs[i::processes] for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        return max(pool.map(_solo_in_process, [(share, device, steps, threads) for share in shares]))
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
@@ -75,6 +95,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--precision", default="auto")
+    p.add_argument("--processes", type=int, default=1, help="also time the solo runs split over P processes")
     p.add_argument("--shapes", default=None, help="d_model:n_layer,... (default: four sizes)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -85,21 +106,31 @@ def main(argv=None) -> list[dict]:
         f"K={args.k} runs of {BATCH}x{SEQ_LEN} tokens, precision {args.precision}, "
         f"median of {args.rounds} rounds"
     )
-    print(f"{'params':>10} {'solo tok/s':>12} {'packed tok/s':>13} {'packed/solo':>12}")
+    procs = args.processes > 1
+    extra = f" {f'{args.processes} procs tok/s':>15} {'procs/solo':>11}" if procs else ""
+    print(f"{'params':>10} {'solo tok/s':>12} {'packed tok/s':>13} {'packed/solo':>12}{extra}")
     rows = []
     for d_model, n_layer in shapes:
         configs = _configs(d_model, n_layer, args.k)
         n = param_counts(configs[0].arch())["total"]
-        packed, solo = [], []
-        for _ in range(args.rounds):  # alternate: background load hits both alike
+        packed, solo, split = [], [], []
+        for _ in range(args.rounds):  # alternate: background load hits all alike
             packed.append(
                 tokens_per_step / time_packed_steps(configs, args.device, steps=args.steps, precision=args.precision)
             )
             solo.append(tokens_per_step / _solo_seconds_per_step(configs, args.device, args.steps))
+            if procs:
+                sec = _solo_processes_seconds_per_step(configs, args.device, args.steps, args.processes, args.threads)
+                split.append(tokens_per_step / sec)
         row = {"params": n, "solo": statistics.median(solo), "packed": statistics.median(packed)}
         row["ratio"] = row["packed"] / row["solo"]
+        line = f"{n:>10,.0f} {row['solo']:>12,.0f} {row['packed']:>13,.0f} {row['ratio']:>11.2f}x"
+        if procs:
+            row["processes"] = statistics.median(split)
+            row["processes_ratio"] = row["processes"] / row["solo"]
+            line += f" {row['processes']:>15,.0f} {row['processes_ratio']:>10.2f}x"
         rows.append(row)
-        print(f"{n:>10,.0f} {row['solo']:>12,.0f} {row['packed']:>13,.0f} {row['ratio']:>11.2f}x", flush=True)
+        print(line, flush=True)
     return rows
 
 

@@ -12,6 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
 from scalecalc.calibration import data as data_mod  # noqa: E402
 from scalecalc.calibration import loop, packed  # noqa: E402
 from scalecalc.calibration.recipe import parse_recipe  # noqa: E402
@@ -264,6 +267,28 @@ def test_dry_run_prints_the_packing_plan_and_trains_nothing(tmp_path):
     assert sorted(row["pack"] for row in rows) == [0, 0, 1, 1]
     assert all(row["runs_per_device"] == 2 and row["seconds"] > 0 for row in rows)
     assert not (tmp_path / "o" / "results.sqlite").exists()
+
+
+def test_dry_run_with_two_workers_deals_the_packs_to_both(tmp_path):
+    """--devices cpu,cpu: the estimate is the packs dealt to two workers, not their sum."""
+    from scalecalc.calibration.dryrun import dry_run
+
+    recipe = parse_recipe(__import__("yaml").safe_load(SWEEP))
+    one = dry_run(recipe, device="cpu", runs_per_device=1, threads=1)
+    two = dry_run(recipe, device="cpu", runs_per_device=1, threads=1, devices=["cpu", "cpu"])
+    assert (one.workers, two.workers) == (1, 2)
+    assert one.seconds == pytest.approx(sum(one.pack_seconds))
+    assert max(two.pack_seconds) <= two.seconds < sum(two.pack_seconds)
+
+
+@given(st.lists(st.floats(0.0, 1e4), max_size=30), st.integers(1, 8))
+def test_the_makespan_of_greedy_workers_is_bounded_as_list_scheduling_promises(seconds, workers):
+    """Graham's bound for list scheduling: max(job, total/W) <= makespan <= total/W + max(job)."""
+    from scalecalc.calibration.dryrun import makespan
+
+    span, total, longest = makespan(seconds, workers), sum(seconds), max(seconds, default=0.0)
+    assert max(longest, total / workers) - 1e-6 <= span <= total / workers + longest + 1e-6
+    assert makespan(seconds, 1) == pytest.approx(total)
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,8 @@ class DryRun:
     choice: PackChoice
     packs: list  # lists of run ids, in the order a worker trains them
     pack_seconds: list  # estimated seconds per pack
-    seconds: float  # estimated wall time of the whole sweep on this device
+    seconds: float  # estimated wall time of the whole sweep on its workers
+    workers: int = 1  # worker processes (--devices), each training packs one after another
 
 
 def bytes_per_run(cfg: RunConfig, precision: str = "fp32") -> float:
@@ -135,13 +136,21 @@ def dry_run(
     tokenizer=None,
     threads: int | None = None,
     measure_steps: int = 2,
+    devices: Sequence[str] | None = None,
 ) -> DryRun:
-    """The dry run of ``recipe`` on ``device``: rows, packing choice and plan, estimated time."""
+    """The dry run of ``recipe`` on ``device``: rows, packing choice and plan, estimated time.
+
+    With ``devices`` (``--devices``: one worker process each) steps are timed on the first and
+    the wall time is the packs dealt, in queue order, to whichever worker is free first (the
+    workers claim runs from the store that way); workers are assumed not to slow each other,
+    which holds for separate GPUs and, on a CPU, for ``--threads 1`` workers up to the core
+    count (``bench/pack_throughput.py --processes 2``: each ran at about 0.9x on 2 cores).
+    """
     from scalecalc.calibration import sweep
     from scalecalc.calibration.packed import autocast_for, time_packed_steps
 
     autocast_for("cpu", precision)  # an unknown precision fails before anything is measured
-    dev = sweep.resolve_device(device)
+    dev = sweep.resolve_device(devices[0] if devices else device)
     rows = sweep.plan_sweep(
         recipe, device=dev, out_dir=out_dir, data=data, tokenizer=tokenizer, threads=threads, measure=False
     )
@@ -170,4 +179,14 @@ def dry_run(
     from dataclasses import replace
 
     rows = [replace(r, seconds=seconds_by_id.get(r.run_id)) for r in rows]
-    return DryRun(rows, dev, precision, choice, packs, pack_seconds, float(sum(pack_seconds)))
+    workers = len(devices) if devices else 1
+    return DryRun(rows, dev, precision, choice, packs, pack_seconds, makespan(pack_seconds, workers), workers)
+
+
+def makespan(seconds: Sequence[float], workers: int) -> float:
+    """Wall time of jobs taken in order by ``workers`` workers, each job going to the worker
+    that is free first (how workers claim runs from the store)."""
+    free_at = [0.0] * max(workers, 1)
+    for s in seconds:
+        free_at[free_at.index(min(free_at))] += s
+    return max(free_at)

@@ -169,6 +169,7 @@ def run(
                 data=data,
                 tokenizer=tokenizer,
                 threads=threads,
+                devices=device_list,
             ),
             rec,
             fmt,
@@ -258,7 +259,7 @@ def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer)
         else "Python standard library source (default)",
         "tokenizer": tokenizer or (first.tokenizer if first else "bytes"),
         "context": first.seq_len if first else None,
-        "device": device,
+        "device": device if plan.workers == 1 else f"{device} x {plan.workers} workers (--devices)",
         "threads": threads if threads else "torch default",
         "out": str(out),
     }
@@ -268,7 +269,7 @@ def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer)
         fmt,
         title=(
             f"{rec.name}: {len(rows)} runs, estimated {total / 60:.1f} minutes in all (measured on {device}, "
-            f"{plan.choice.k} per device)"
+            f"{plan.choice.k} per device" + (f", {plan.workers} workers" if plan.workers > 1 else "") + ")"
             if fmt is OutputFormat.table
             else None
         ),
