@@ -286,22 +286,29 @@ class Stack:
         self.flat.addcdiv_(self.exp_avg * self._column([-s for s in step_size]), denom)
 
     def _fused_adamw(self, hyper: Sequence[dict]) -> None:
-        """torch's fused AdamW kernel on each member's rows, one call per param group."""
+        """torch's fused AdamW kernel on the members' rows: one call per param group and set of
+        members with the same settings (one call for the seeds of one configuration), each row
+        its own tensor in the call, with its own step count."""
+        calls: dict[tuple, list[int]] = {}
         for k, groups in enumerate(hyper):
-            for (start, end), g in zip(self.layout.groups, groups):
-                torch_adamw.adamw(
-                    [self.flat[k, start:end]],
-                    [self.grad[k, start:end]],
-                    [self.exp_avg[k, start:end]],
-                    [self.exp_avg_sq[k, start:end]],
-                    [],
-                    [torch.tensor(float(self.steps[k] - 1), device=self.flat.device)],  # it adds the 1
-                    fused=True,
-                    amsgrad=False,
-                    beta1=g["betas"][0],
-                    beta2=g["betas"][1],
-                    lr=g["lr"],
-                    weight_decay=g["weight_decay"],
-                    eps=g["eps"],
-                    maximize=False,
-                )
+            for gi, g in enumerate(groups):
+                calls.setdefault((g["lr"], *g["betas"], g["eps"], g["weight_decay"], gi), []).append(k)
+        for (lr, beta1, beta2, eps, weight_decay, gi), rows in calls.items():
+            start, end = self.layout.groups[gi]
+            torch_adamw.adamw(
+                [self.flat[k, start:end] for k in rows],
+                [self.grad[k, start:end] for k in rows],
+                [self.exp_avg[k, start:end] for k in rows],
+                [self.exp_avg_sq[k, start:end] for k in rows],
+                [],
+                # step counts before this step (the kernel adds the 1), one host-to-device copy
+                list(torch.tensor([float(self.steps[k] - 1) for k in rows], device=self.flat.device).unbind()),
+                fused=True,
+                amsgrad=False,
+                beta1=beta1,
+                beta2=beta2,
+                lr=lr,
+                weight_decay=weight_decay,
+                eps=eps,
+                maximize=False,
+            )
