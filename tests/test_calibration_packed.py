@@ -82,6 +82,21 @@ def test_a_member_matches_the_plain_loop_to_float_rounding(runs_and_data):
         assert res.final_loss == pytest.approx(alone.final_loss, rel=1e-5)
 
 
+def test_a_compiled_pack_trains_as_the_eager_one(runs_and_data):
+    """--compile with packing (a CUDA setting, run on CPU): torch.compile of the stacked forward
+    and loss. The first member to finish leaves, and the pack is compiled again for K = 1."""
+    import dataclasses
+
+    runs, data = runs_and_data
+    pair = [dataclasses.replace(runs[0], budget_amount=6.0), dataclasses.replace(runs[3], budget_amount=10.0)]
+    eager = packed.train_group(pair, data, precision="fp32")
+    compiled = packed.train_group(pair, data, precision="fp32", compile=True)
+    for e, c in zip(eager, compiled):
+        assert c.status == e.status == "done" and c.steps == e.steps
+        assert c.final_loss == pytest.approx(e.final_loss, rel=1e-4)
+    assert [c.steps for c in compiled] == [6, 10]
+
+
 def test_a_diverging_member_leaves_the_pack_and_the_others_go_on(tmp_path, runs_and_data):
     runs, data = runs_and_data
     from dataclasses import replace

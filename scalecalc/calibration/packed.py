@@ -101,6 +101,7 @@ def train_group(
     device: str = "cpu",
     precision: str = "auto",
     fused: bool | None = None,
+    compile: bool = False,
     progress: Callable[[dict], None] | None = None,
     stop: Callable[[], bool] | None = None,
     checkpoint_every_s: float = loop.CHECKPOINT_EVERY_S,
@@ -122,7 +123,11 @@ def train_group(
     precision : str
         ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``.
     fused : bool, optional
-        Fused AdamW (one kernel per member's parameters); default: on CUDA only.
+        torch's fused AdamW kernel (one call per set of members with equal settings); default: on
+        CUDA only. Otherwise the stacked update: a dozen elementwise ops over all members.
+    compile : bool
+        ``torch.compile`` the stacked forward and loss (``calibrate run --compile``); it is
+        compiled again whenever a member leaves the pack (K changes).
 
     A member whose loss becomes NaN/inf or explodes is marked ``diverged`` and leaves the pack;
     the others go on. ``torch.cuda.OutOfMemoryError`` propagates (the caller halves K).
@@ -135,7 +140,7 @@ def train_group(
     members = [_member(c, data, store, checkpoint_dir, device, fused) for c in configs]
     cfg0 = configs[0]
     autocast = autocast_for(device, precision)
-    pack, stack = members, _stack(members, device, fused)  # pack[k] is the stack's row k
+    pack, stack = members, _stack(members, device, fused, compile)  # pack[k] is the stack's row k
     for m in members:
         loop._report(
             progress,
@@ -285,12 +290,11 @@ def _active(members: list[_Member]) -> list[_Member]:
     return [m for m in members if m.result is None]
 
 
-def _stack(members: list[_Member], device: str, fused: bool | None) -> Stack:
+def _stack(members: list[_Member], device: str, fused: bool | None, compile: bool = False) -> Stack:
     """The members as one :class:`Stack`; fused AdamW by default on CUDA only (as loop.py)."""
     use_fused = device.split(":")[0] == "cuda" if fused is None else bool(fused)
-    return Stack.from_members(
-        [m.model for m in members], [m.optimizer for m in members], [m.step for m in members], fused=use_fused
-    )
+    models, optimizers = [m.model for m in members], [m.optimizer for m in members]
+    return Stack.from_members(models, optimizers, [m.step for m in members], fused=use_fused, compile=compile)
 
 
 def _packed_step(stack: Stack, pack: list[_Member], data, cfg0, device, autocast):

@@ -82,16 +82,23 @@ class Stack:
     AdamW update of every member, :meth:`select` the pack without the members that left.
     """
 
-    def __init__(self, config: GPTConfig, layout: Layout, flat, exp_avg, exp_avg_sq, steps, rope, fused: bool):
-        self.config, self.layout, self.fused = config, layout, fused
+    def __init__(
+        self, config: GPTConfig, layout: Layout, flat, exp_avg, exp_avg_sq, steps, rope, fused: bool, compile: bool
+    ):
+        self.config, self.layout, self.fused, self.compiled = config, layout, fused, compile
         self.flat, self.exp_avg, self.exp_avg_sq = flat, exp_avg, exp_avg_sq  # (K, P) fp32 each
         self.grad = torch.zeros_like(flat)
         self.steps = list(steps)  # AdamW steps taken by each member (its bias correction)
         self.rope = rope  # (cos, sin) tables shared by all members, or None
         self.params = self._leaf_views()
+        # torch.compile of the forward and loss (--compile): compiled again for each pack size K,
+        # that is when a member leaves (about 25 s for a tiny model on one CPU thread)
+        self._loss_fn = torch.compile(self._losses) if compile else self._losses
 
     @classmethod
-    def from_members(cls, models: Sequence[GPT], optimizers: Sequence, steps: Sequence[int], *, fused: bool) -> Stack:
+    def from_members(
+        cls, models: Sequence[GPT], optimizers: Sequence, steps: Sequence[int], *, fused: bool, compile: bool = False
+    ) -> Stack:
         """Stack K models (and their AdamW states, ``steps`` updates in) of one shape."""
         model0 = models[0]
         layout = Layout.of(model0, optimizers[0])
@@ -101,7 +108,8 @@ class Stack:
         if model0.config.pos == "rope":
             attn = model0.blocks[0].attn
             rope = (attn.cos, attn.sin)
-        stack = cls(model0.config, layout, flat, torch.zeros_like(flat), torch.zeros_like(flat), steps, rope, fused)
+        zeros = torch.zeros_like
+        stack = cls(model0.config, layout, flat, zeros(flat), zeros(flat), steps, rope, fused, compile)
         for k, (model, optimizer) in enumerate(zip(models, optimizers)):
             stack.load_member(k, model, optimizer)
         return stack
@@ -132,6 +140,7 @@ class Stack:
             [self.steps[k] for k in rows],
             self.rope,
             self.fused,
+            self.compiled,
         )
 
     # -- members in and out: the solo GPT + AdamW pair, so checkpoints keep loop.py's format ----
@@ -175,6 +184,9 @@ class Stack:
     def losses(self, idx, targets):
         """Mean cross-entropy (nats/token) of each member on its own batch: ``(K, B, T)`` token
         ids and targets -> ``(K,)`` losses, as :meth:`GPT.forward` for each member."""
+        return self._loss_fn(idx, targets)
+
+    def _losses(self, idx, targets):
         K, B, T = idx.shape
         logits = self._logits(idx)  # (K, B*T, vocab)
         per_token = F.cross_entropy(logits.reshape(K * B * T, -1).float(), targets.reshape(-1), reduction="none")

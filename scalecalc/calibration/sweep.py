@@ -333,6 +333,7 @@ def _worker_loop(
             me,
             runs_per_device,
             precision,
+            compile=compile,
             checkpoint_every_s=checkpoint_every_s,
             checkpoint_every_steps=checkpoint_every_steps,
         )
