@@ -8,6 +8,8 @@ the others go on; an interrupted pack resumes every member to the uninterrupted 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -264,6 +266,9 @@ def test_dry_run_prints_the_packing_plan_and_trains_nothing(tmp_path):
     assert r.exit_code == 0, r.output
     assert "packing:" in r.output and "Memory per run (est.)" in r.output
     assert "estimated" in r.output and "per device" in r.output
+    one = CliRunner().invoke(app, ["calibrate", "run", str(recipe), "--out", str(tmp_path / "o"), "--dry-run"])
+    if (os.cpu_count() or 1) > 1:  # one run per pack on a multi-core CPU: the faster setup is named
+        assert "--devices cpu,cpu" in one.output and "--threads 1" in one.output
     r = CliRunner().invoke(
         app,
         [

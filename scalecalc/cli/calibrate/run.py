@@ -286,6 +286,7 @@ def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer)
             f"Data: {setup['data']}; tokenizer {setup['tokenizer']}; context {setup['context']} tokens",
             f"Device: {setup['device']}; threads: {setup['threads']}; results go to {setup['out']}/results.sqlite",
             f"Precision: {plan.precision}; packing: {plan.choice.reason}",
+            *_cpu_workers_tip(plan, threads),
             f"Memory per run (est.): {plan.choice.bytes_per_run / 2**20:.1f} MiB"
             + (f" of {plan.choice.free_bytes / 2**30:.1f} GiB free" if plan.choice.free_bytes else "")
             + f"; {len(plan.packs)} packs: "
@@ -295,6 +296,20 @@ def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer)
             f"      scalecalc calibrate fit {setup['out']}",
         ]
         sys.stdout.write("\n".join(wrap_line(line, "      ") for line in lines) + "\n")
+
+
+def _cpu_workers_tip(plan, threads) -> list[str]:
+    """On a multi-core CPU with one worker: the faster way, one single-threaded worker per core
+    (packing cannot speed up a compute-bound CPU step; calibrate/README.md, "Seeds and packing")."""
+    import os
+
+    cores = min(os.cpu_count() or 1, len(plan.packs))
+    if plan.device != "cpu" or plan.workers > 1 or cores < 2:
+        return []
+    return [
+        f"Faster here: one worker per core, --devices {','.join(['cpu'] * cores)} --threads 1 "
+        "(1.6-1.8x over one process on 2 cores: bench/pack_throughput.py --processes 2)"
+    ]
 
 
 def _render_summary(summary, fmt: OutputFormat) -> None:
