@@ -334,6 +334,25 @@ def test_bad_packing_options_are_one_line(tmp_path, args, message):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("devices", ["cpu,bogus", "bogus,cpu"])
+def test_the_dry_run_checks_every_device_of_devices(tmp_path, devices):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "scalecalc", "calibrate", "run", "quick-cpu", "--out", str(tmp_path / "o")]
+        + ["--devices", devices, "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "Error: --device bogus: unknown device; use auto, cpu, cuda, cuda:N or mps"
+    ]
+    assert not (tmp_path / "o").exists()
+
+
 def test_seeds_count_in_a_recipe_makes_replicates_with_distinct_ids():
     import yaml
 

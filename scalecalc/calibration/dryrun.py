@@ -150,7 +150,8 @@ def dry_run(
     from scalecalc.calibration.packed import autocast_for, time_packed_steps
 
     autocast_for("cpu", precision)  # an unknown precision fails before anything is measured
-    dev = sweep.resolve_device(devices[0] if devices else device)
+    devs = [sweep.resolve_device(d) for d in devices or [device]]  # each checked, as the real run does
+    dev = devs[0]
     rows = sweep.plan_sweep(
         recipe, device=dev, out_dir=out_dir, data=data, tokenizer=tokenizer, threads=threads, measure=False
     )
@@ -179,8 +180,7 @@ def dry_run(
     from dataclasses import replace
 
     rows = [replace(r, seconds=seconds_by_id.get(r.run_id)) for r in rows]
-    workers = len(devices) if devices else 1
-    return DryRun(rows, dev, precision, choice, packs, pack_seconds, makespan(pack_seconds, workers), workers)
+    return DryRun(rows, dev, precision, choice, packs, pack_seconds, makespan(pack_seconds, len(devs)), len(devs))
 
 
 def makespan(seconds: Sequence[float], workers: int) -> float:
