@@ -110,8 +110,8 @@ class Stack:
             rope = (attn.cos, attn.sin)
         zeros = torch.zeros_like
         stack = cls(model0.config, layout, flat, zeros(flat), zeros(flat), steps, rope, fused, compile)
-        for k, (model, optimizer) in enumerate(zip(models, optimizers)):
-            stack.load_member(k, model, optimizer)
+        for k, optimizer in enumerate(optimizers):  # the optimizer holds the model's parameters
+            stack.load_member(k, optimizer)
         return stack
 
     @property
@@ -149,7 +149,7 @@ class Stack:
         return [p for group in optimizer.param_groups for p in group["params"]]
 
     @torch.no_grad()
-    def load_member(self, k: int, model: GPT, optimizer) -> None:
+    def load_member(self, k: int, optimizer) -> None:
         """Copy a member's weights and AdamW moments into row k (zeros before its first step)."""
         for p, (_, _, start, end) in zip(self._ordered(optimizer), self.layout.spans()):
             self.flat[k, start:end].copy_(p.detach().reshape(-1))

@@ -94,13 +94,14 @@ def report(
             _heldout_rows(held),
             [
                 Column("prediction", "check", justify="left"),
-                Column("predicted", "predicted", _fmt_opt(fmt_loss)),
-                Column("interval", "interval", lambda v: f"[{v[0]:.4f}, {v[1]:.4f}]" if v else "-"),
-                Column("measured", "measured", _fmt_opt(fmt_loss)),
-                Column("seeds", "seeds", lambda v: ", ".join(f"{x:.4f}" for x in v) if v else "-"),
-                Column("error", "error", _fmt_opt(lambda x: f"{100 * x:+.2f}%")),
-                Column("covers", "covers", lambda v: v or "-"),
-                Column("curve rms", "curve_rms", _fmt_opt(lambda x: f"{100 * x:.2f}%")),
+                # emit shows a missing value (None) as "-"
+                Column("predicted", "predicted", fmt_loss),
+                Column("interval", "interval", lambda v: f"[{v[0]:.4f}, {v[1]:.4f}]"),
+                Column("measured", "measured", fmt_loss),
+                Column("seeds", "seeds", lambda v: ", ".join(f"{x:.4f}" for x in v)),
+                Column("error", "error", lambda x: f"{100 * x:+.2f}%"),
+                Column("covers", "covers"),
+                Column("curve rms", "curve_rms", lambda x: f"{100 * x:.2f}%"),
             ],
             OutputFormat.table,
             title=(
@@ -112,10 +113,6 @@ def report(
         )
     for f in figures:
         console.print(f"wrote {f}")
-
-
-def _fmt_opt(f):
-    return lambda x: "-" if x is None else f(x)
 
 
 def _heldout_rows(held: dict) -> list[dict]:

@@ -286,7 +286,7 @@ def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer)
             f"Data: {setup['data']}; tokenizer {setup['tokenizer']}; context {setup['context']} tokens",
             f"Device: {setup['device']}; threads: {setup['threads']}; results go to {setup['out']}/results.sqlite",
             f"Precision: {plan.precision}; packing: {plan.choice.reason}",
-            *_cpu_workers_tip(plan, threads),
+            *_cpu_workers_tip(plan),
             f"Memory per run (est.): {plan.choice.bytes_per_run / 2**20:.1f} MiB"
             + (f" of {plan.choice.free_bytes / 2**30:.1f} GiB free" if plan.choice.free_bytes else "")
             + f"; {len(plan.packs)} packs: "
@@ -298,7 +298,7 @@ def _render_plan(plan, rec, fmt: OutputFormat, *, out, threads, data, tokenizer)
         sys.stdout.write("\n".join(wrap_line(line, "      ") for line in lines) + "\n")
 
 
-def _cpu_workers_tip(plan, threads) -> list[str]:
+def _cpu_workers_tip(plan) -> list[str]:
     """On a multi-core CPU with one worker: the faster way, one single-threaded worker per core
     (packing cannot speed up a compute-bound CPU step; calibrate/README.md, "Seeds and packing")."""
     import os
